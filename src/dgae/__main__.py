@@ -1,0 +1,3 @@
+from dgae.cli.main import main
+
+raise SystemExit(main())

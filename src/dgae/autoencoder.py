@@ -1,0 +1,181 @@
+"""The autoencoder: encoder + Gaussian bottleneck + decoder (diffusion or one-pass baseline).
+
+Public API (diffusers-like): ``encode(x) -> DiagonalGaussian``, ``decode(z, num_steps=...,
+generator=...)``, ``reconstruct(x)``, ``save_pretrained(dir)`` / ``from_pretrained(dir)``, and
+``normalize_latents`` / ``denormalize_latents`` with per-channel statistics stored in the config.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from dgae.baseline import OnePassDecoder
+from dgae.bottleneck import DiagonalGaussian, LatentStats
+from dgae.config import AutoencoderConfig, from_dict, to_dict
+from dgae.data.transforms import check_images
+from dgae.decoder import DiffusionDecoder
+from dgae.encoder import Encoder
+from dgae.random import Generator
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+class Autoencoder(nn.Module):
+    """DGAE (``cfg.kind == "dgae"``) or the one-pass baseline (``"baseline"``), same encoder."""
+
+    def __init__(self, cfg: AutoencoderConfig) -> None:
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        c, f = cfg.latent_channels, cfg.downsample_factor
+        self.encoder = Encoder(cfg.encoder, c, f)
+        if cfg.kind == "dgae":
+            self.decoder: nn.Module = DiffusionDecoder(cfg.decoder, cfg.diffusion, c, f)
+        else:
+            self.decoder = OnePassDecoder(cfg.baseline_decoder, c, f)
+        self.latent_stats = LatentStats(c)
+
+    @property
+    def downsample_factor(self) -> int:
+        return self.config.downsample_factor
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.config.kind == "dgae"
+
+    def encode(self, x: Tensor) -> DiagonalGaussian:
+        """Images (B, 3, H, W) in [-1, 1], H and W divisible by f -> posterior over (B, c, H/f, W/f)."""
+        check_images(x, self.downsample_factor, "encode(x)")
+        return DiagonalGaussian(self.encoder(x))
+
+    def check_latents(self, z: Tensor, where: str = "decode(z)") -> None:
+        c = self.config.latent_channels
+        if not isinstance(z, Tensor) or z.ndim != 4 or z.shape[1] != c:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"{where}: expected a latent of shape (B, {c}, h, w), got {shape}")
+        if not z.is_floating_point():
+            raise TypeError(f"{where}: expected a float latent, got dtype {z.dtype}")
+
+    def decode(
+        self,
+        z: Tensor,
+        num_steps: int | None = None,
+        generator: Generator = None,
+        **sampling: object,
+    ) -> Tensor:
+        """Latent (B, c, h, w) -> images (B, 3, h*f, w*f) in [-1, 1].
+
+        For DGAE ``num_steps`` is the NFE (>= 1; default from the config) and ``sampling`` may
+        set ``sampler``, ``spacing`` and ``shift``. The baseline ignores them (one pass).
+        """
+        self.check_latents(z)
+        if num_steps is not None and (
+            not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1
+        ):
+            raise ValueError(f"decode: num_steps={num_steps!r}; expected an integer >= 1")
+        return self.decoder.decode(z, num_steps=num_steps, generator=generator, **sampling)
+
+    def reconstruct(
+        self,
+        x: Tensor,
+        num_steps: int | None = None,
+        generator: Generator = None,
+        sample_posterior: bool = False,
+        **sampling: object,
+    ) -> Tensor:
+        """encode -> (posterior mean, or a sample) -> decode: (B, 3, H, W) -> (B, 3, H, W)."""
+        posterior = self.encode(x)
+        z = posterior.sample(generator) if sample_posterior else posterior.mode()
+        return self.decode(z, num_steps=num_steps, generator=generator, **sampling)
+
+    def normalize_latents(self, z: Tensor) -> Tensor:
+        """(z - mean) / std per channel, with the statistics stored in this model."""
+        return self.latent_stats.normalize(z)
+
+    def denormalize_latents(self, z: Tensor) -> Tensor:
+        """Inverse of :meth:`normalize_latents`; apply before :meth:`decode`."""
+        return self.latent_stats.denormalize(z)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` (model config, latent statistics, format version) and
+        ``model.safetensors``; files are written to temporaries and renamed (atomic)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "model": to_dict(self.config),
+            "latent_stats": {
+                "mean": self.latent_stats.mean.tolist(),
+                "std": self.latent_stats.std.tolist(),
+            },
+        }
+        state = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("latent_stats.")  # stored once, in config.json
+        }
+        tmp_w, tmp_c = directory / (WEIGHTS_NAME + ".tmp"), directory / (CONFIG_NAME + ".tmp")
+        save_file(state, str(tmp_w), metadata={"format": "pt"})
+        tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp_w.replace(directory / WEIGHTS_NAME)
+        tmp_c.replace(directory / CONFIG_NAME)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu"
+    ) -> Autoencoder:
+        """Load a folder written by :meth:`save_pretrained` (safetensors only, never pickle)."""
+        directory = Path(directory)
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if not directory.is_dir():
+            raise FileNotFoundError(f"model folder {directory} does not exist")
+        if not w_path.exists():
+            pickled = [p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES]
+            hint = (
+                f"; found {pickled}, which would need pickle execution to load and is refused"
+                if pickled
+                else ""
+            )
+            raise FileNotFoundError(f"{w_path} is missing{hint}")
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"{cfg_path} is missing")
+        meta = json.loads(cfg_path.read_text())
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION or "model" not in meta:
+            raise ValueError(
+                f"{cfg_path}: format_version={version!r}; expected {FORMAT_VERSION} with a 'model' "
+                "entry (is this a dgae model folder?)"
+            )
+        model = cls(from_dict(AutoencoderConfig, meta["model"], "model"))
+        state = load_file(str(w_path), device=str(device))
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches
+            raise ValueError(f"{w_path} does not match {cfg_path}: {err}") from None
+        missing = [k for k in missing if not k.startswith("latent_stats.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"{w_path} does not match {cfg_path}: missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]}"
+            )
+        stats = meta.get("latent_stats", {})
+        c = model.config.latent_channels
+        if len(stats.get("mean", [])) != c or len(stats.get("std", [])) != c:
+            raise ValueError(f"{cfg_path}: latent_stats must hold {c} means and {c} stds")
+        model.latent_stats.set_from(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
+        return model.to(device).eval()
+
+
+def build_autoencoder(cfg: AutoencoderConfig) -> Autoencoder:
+    """A freshly initialised autoencoder for ``cfg``."""
+    return Autoencoder(cfg)

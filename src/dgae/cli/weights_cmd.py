@@ -1,0 +1,23 @@
+"""``dgae weights``: fetch and verify the offline pretrained weights into $DGAE_HOME."""
+
+from __future__ import annotations
+
+import argparse
+
+from dgae.weights import WEIGHTS, dgae_home, fetch_weights
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("weights", help="fetch and sha256-check the offline weights")
+    p.add_argument(
+        "names", nargs="*", choices=[[], *WEIGHTS], help="weights to fetch (default all)"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = fetch_weights(args.names or None)
+    for name, path in paths.items():
+        print(f"{name:16s} {path}")
+    print(f"weights ready in {dgae_home()}")
+    return 0

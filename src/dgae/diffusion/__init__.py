@@ -1,0 +1,21 @@
+"""Diffusion paths, parameterisation conversions and samplers (t = 0 data, t = 1 noise)."""
+
+from dgae.diffusion.parameterization import Prediction, convert, from_x0_eps, to_x0_eps
+from dgae.diffusion.samplers import SAMPLERS, sample, sampling_times
+from dgae.diffusion.schedule import PATHS, FlowPath, Path, VPPath, get_path, sample_time
+
+__all__ = [
+    "PATHS",
+    "SAMPLERS",
+    "FlowPath",
+    "Path",
+    "Prediction",
+    "VPPath",
+    "convert",
+    "from_x0_eps",
+    "get_path",
+    "sample",
+    "sample_time",
+    "sampling_times",
+    "to_x0_eps",
+]

@@ -1,0 +1,112 @@
+"""Named presets: DGAE and the equal-encoder baseline at every size.
+
+Sizes differ by the diffusion decoder's width (the paper scales the decoder, not the encoder):
+``tiny`` for tests, ``small`` for CPU runs on 32-64 px crops, and ``S``/``B``/``L``/``XL`` for
+256x256 ImageNet-class training at f16. ``baseline-*`` presets share the encoder and latent size
+and use the one-pass decoder of the same width.
+"""
+
+from __future__ import annotations
+
+from dgae.config import (
+    AutoencoderConfig,
+    BaselineDecoderConfig,
+    DataConfig,
+    DiffusionConfig,
+    EncoderConfig,
+    ExperimentConfig,
+    LossConfig,
+    TrainConfig,
+    UNetConfig,
+    register_preset,
+)
+
+# x0-prediction with an x0-MSE loss and uniform time mixed in decoded best in few steps in our
+# CPU prototype (see README); the velocity default of DiffusionConfig is one override away.
+FEW_STEP_DIFFUSION = dict(prediction="x0", uniform_fraction=0.3, num_steps=2)
+
+
+def _experiment(
+    kind: str,
+    encoder: EncoderConfig,
+    unet: UNetConfig,
+    baseline: BaselineDecoderConfig,
+    latent_channels: int,
+    factor: int,
+    data: DataConfig,
+    train: TrainConfig,
+    perceptual: str = "st-lpips-vgg",
+) -> ExperimentConfig:
+    model = AutoencoderConfig(
+        kind=kind,
+        latent_channels=latent_channels,
+        downsample_factor=factor,
+        encoder=encoder,
+        decoder=unet,
+        baseline_decoder=baseline,
+        diffusion=DiffusionConfig(**FEW_STEP_DIFFUSION),
+    )
+    return ExperimentConfig(model, LossConfig(perceptual=perceptual), data, train)
+
+
+def _register_pair(name: str, make) -> None:
+    for kind in ("dgae", "baseline"):
+        register_preset(f"{kind}-{name}")(lambda kind=kind: make(kind))
+
+
+def _tiny(kind: str) -> ExperimentConfig:
+    return _experiment(
+        kind,
+        EncoderConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1),
+        UNetConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), head_channels=8),
+        BaselineDecoderConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1),
+        latent_channels=2,
+        factor=4,
+        data=DataConfig(resolution=16),
+        train=TrainConfig(batch_size=4, total_steps=20, warmup_steps=0, log_every=5,
+                          sample_every=10, checkpoint_every=10, stats_images=16),
+        perceptual="tiny-random",
+    )  # fmt: skip
+
+
+def _small(kind: str) -> ExperimentConfig:
+    """CPU-sized: f4 c2 on 32x32 crops (~1 M parameters per decoder)."""
+    return _experiment(
+        kind,
+        EncoderConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1),
+        UNetConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),
+        BaselineDecoderConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1),
+        latent_channels=2,
+        factor=4,
+        data=DataConfig(spec="photos", resolution=32),
+        train=TrainConfig(batch_size=32, total_steps=1500, lr=1e-3, warmup_steps=50,
+                          ema_decay=0.995, sample_every=250, checkpoint_every=250,
+                          stats_images=256),
+        perceptual="st-lpips-alex",
+    )  # fmt: skip
+
+
+_register_pair("tiny", _tiny)
+_register_pair("small", _small)
+
+# 256x256, f16, c16: the decoder ladder by base width (encoder fixed, as in the paper's Fig. 1b).
+DECODER_WIDTHS = {"S": 64, "B": 128, "L": 192, "XL": 256}
+
+
+def _imagenet(kind: str, width: int) -> ExperimentConfig:
+    return _experiment(
+        kind,
+        EncoderConfig(base_channels=128, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2),
+        UNetConfig(base_channels=width, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attention_levels=(3, 4)),
+        BaselineDecoderConfig(base_channels=width, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2),
+        latent_channels=16,
+        factor=16,
+        data=DataConfig(spec="photos", resolution=256),
+        train=TrainConfig(batch_size=32, total_images=50_000_000, lr=1e-4, warmup_steps=5000,
+                          precision="bf16", ema_decay=0.9999, sample_every=5000,
+                          checkpoint_every=5000, stats_images=10_000),
+    )  # fmt: skip
+
+
+for _size, _width in DECODER_WIDTHS.items():
+    _register_pair(_size, lambda kind, w=_width: _imagenet(kind, w))

@@ -1,0 +1,129 @@
+import json
+
+import pytest
+import torch
+
+from dgae import Autoencoder, build_autoencoder
+from dgae.config import apply_overrides
+from dgae.losses import build_objective
+from dgae.random import generators_from_seeds
+
+
+@pytest.fixture
+def model(tiny_cfg):
+    torch.manual_seed(0)
+    m = build_autoencoder(tiny_cfg.model).eval()
+    with torch.no_grad():  # the U-Net's output conv starts at zero; give it something to say
+        m.decoder.unet.conv_out.weight.normal_(0, 0.1)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["dgae", "baseline"])
+@pytest.mark.parametrize("f", [4, 8, 16, 32])
+def test_shapes_for_every_factor(tiny_cfg, kind, f):
+    cfg = apply_overrides(
+        tiny_cfg.model, [f"kind={kind}", f"downsample_factor={f}", "latent_channels=3"]
+    )
+    m = build_autoencoder(cfg)
+    x = torch.rand(2, 3, 32, 64) * 2 - 1
+    post = m.encode(x)
+    assert post.mode().shape == (2, 3, 32 // f, 64 // f)
+    with torch.no_grad():
+        out = m.decode(post.sample(torch.Generator().manual_seed(0)), num_steps=2)
+    assert out.shape == x.shape and out.dtype == torch.float32
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_decode_is_deterministic_per_seed_and_batch_independent(model, images):
+    z = model.encode(images).mode()
+    with torch.no_grad():
+        a = model.decode(z, num_steps=3, generator=torch.Generator().manual_seed(1))
+        b = model.decode(z, num_steps=3, generator=torch.Generator().manual_seed(1))
+        c = model.decode(z, num_steps=3, generator=torch.Generator().manual_seed(2))
+        batch = model.decode(z, num_steps=3, generator=generators_from_seeds([10, 11, 12, 13]))
+        single = model.decode(z[2:3], num_steps=3, generator=generators_from_seeds([12]))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.allclose(batch[2:3], single, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["dgae", "baseline"])
+def test_save_load_gives_bit_identical_decodes(tiny_cfg, images, tmp_path, kind):
+    m = build_autoencoder(apply_overrides(tiny_cfg.model, [f"kind={kind}"]))
+    m.latent_stats.set_from(torch.tensor([0.5, -1.0]), torch.tensor([2.0, 3.0]))
+    m.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+    loaded = Autoencoder.from_pretrained(tmp_path / "m")
+    assert loaded.config == m.config
+    assert torch.equal(loaded.latent_stats.std, torch.tensor([2.0, 3.0]))
+    m.eval()
+    with torch.no_grad():
+        for mod in (m, loaded):
+            mod.out = mod.reconstruct(
+                images, num_steps=2, generator=torch.Generator().manual_seed(3)
+            )
+    assert torch.equal(m.out, loaded.out)
+
+
+def test_loading_refuses_pickle_and_mismatches(tiny_cfg, tmp_path, model):
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "model.pt")
+    with pytest.raises(FileNotFoundError, match="pickle execution"):
+        Autoencoder.from_pretrained(folder)
+    model.save_pretrained(tmp_path / "ok")
+    meta = json.loads((tmp_path / "ok" / "config.json").read_text())
+    meta["model"]["decoder"]["base_channels"] = 16
+    (tmp_path / "ok" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="does not match"):
+        Autoencoder.from_pretrained(tmp_path / "ok")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        Autoencoder.from_pretrained(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (torch.zeros(2, 16, 16), r"expected shape \(B, 3, H, W\)"),
+        (torch.zeros(2, 1, 16, 16), r"expected shape \(B, 3, H, W\)"),
+        (torch.zeros(2, 3, 16, 16, dtype=torch.uint8), "dtype torch.uint8"),
+        (torch.full((2, 3, 16, 16), 200.0), r"values span \[200, 200\]; expected \[-1, 1\]"),
+        (torch.zeros(2, 3, 18, 16), "18x16 is not divisible by the downsampling factor 4"),
+    ],
+)
+def test_bad_images_are_named(model, x, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        model.encode(x)
+
+
+def test_bad_latents_and_steps_are_named(model):
+    with pytest.raises(
+        ValueError, match=r"expected a latent of shape \(B, 2, h, w\), got \(1, 5, 4, 4\)"
+    ):
+        model.decode(torch.zeros(1, 5, 4, 4))
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=f"num_steps={bad}"):
+            model.decode(torch.zeros(1, 2, 4, 4), num_steps=bad)
+
+
+@pytest.mark.parametrize("kind", ["dgae", "baseline"])
+def test_tiny_model_overfits_one_batch(tiny_cfg, images, kind):
+    torch.manual_seed(0)
+    cfg = apply_overrides(tiny_cfg, [f"model.kind={kind}"])
+    m = build_autoencoder(cfg.model)
+    objective = build_objective(cfg.loss, kind)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+
+    def fixed_loss() -> float:
+        with torch.no_grad():
+            return objective(m, images, torch.Generator().manual_seed(12345))["loss"].item()
+
+    before = fixed_loss()
+    for step in range(120):
+        loss = objective(m, images, torch.Generator().manual_seed(step))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert fixed_loss() < before / 8

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from dgae.config import (
+    PRESETS,
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    from_dict,
+    get_preset,
+    load_json,
+    save_json,
+    to_dict,
+)
+
+
+def test_every_preset_validates_and_round_trips(tmp_path):
+    get_preset("dgae-tiny")  # registers presets
+    assert {"dgae-tiny", "baseline-tiny", "dgae-B", "baseline-B", "dgae-XL"} <= set(PRESETS)
+    for name in PRESETS:
+        cfg = get_preset(name)
+        save_json(cfg, tmp_path / "c.json")
+        assert load_json(ExperimentConfig, tmp_path / "c.json") == cfg
+
+
+def test_overrides_apply_with_types(tiny_cfg):
+    cfg = apply_overrides(
+        tiny_cfg,
+        [
+            "model.decoder.base_channels=16",
+            "model.diffusion.logit_std=0.5",
+            "model.decoder.inject_z_every_level=false",
+            "model.decoder.channel_mult=1,2,2",
+        ],
+    )
+    assert cfg.model.decoder.base_channels == 16
+    assert cfg.model.diffusion.logit_std == 0.5
+    assert cfg.model.decoder.inject_z_every_level is False
+    assert cfg.model.decoder.channel_mult == (1, 2, 2)
+    assert tiny_cfg.model.decoder.base_channels == 8  # the original is untouched
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.decoder.widht=3", "unknown override key 'model.decoder.widht'"),
+        ("model.decoder.base_channels=abc", "expected int"),
+        ("model.decoder.inject_z_every_level=maybe", "expected true or false"),
+        ("model.decoder", "not of the form key=value"),
+        ("model.decoder=3", "unknown override key"),
+    ],
+)
+def test_bad_overrides_name_the_problem(tiny_cfg, override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(tiny_cfg, [override])
+
+
+def test_unknown_keys_in_json_are_rejected(tiny_cfg):
+    data = to_dict(tiny_cfg)
+    data["model"]["encoder"]["bogus"] = 1
+    with pytest.raises(ConfigError, match=r"model\.encoder\.bogus"):
+        from_dict(ExperimentConfig, json.loads(json.dumps(data)))
+
+
+def test_unknown_preset_and_bad_choice():
+    with pytest.raises(ConfigError, match="known presets"):
+        get_preset("dgae-huge")
+    cfg = get_preset("dgae-tiny")
+    bad = apply_overrides(cfg, ["model.diffusion.path=ve"])
+    with pytest.raises(ConfigError, match="diffusion.path='ve'"):
+        bad.validate()
+    bad = apply_overrides(cfg, ["model.downsample_factor=6"])
+    with pytest.raises(ConfigError, match="downsample_factor=6"):
+        bad.validate()

@@ -1,0 +1,107 @@
+import pytest
+import torch
+from torch import nn
+
+from dgae import build_autoencoder
+from dgae.baseline import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+from dgae.config import apply_overrides
+from dgae.losses import BaselineObjective, DGAEObjective
+from dgae.losses.perceptual import tiny_random_lpips
+
+
+class FixedUNet(nn.Module):
+    """Predicts target + offset and records the times it was asked about."""
+
+    def __init__(self, target, offset):
+        super().__init__()
+        self.target, self.offset, self.t = target, offset, None
+
+    def forward(self, x_t, t, z):
+        self.t = t
+        return self.target + self.offset + 0 * z.mean()
+
+
+def _dgae(tiny_cfg, overrides=()):
+    cfg = apply_overrides(tiny_cfg, list(overrides))
+    return cfg, build_autoencoder(cfg.model)
+
+
+def test_dgae_terms_on_known_predictions(tiny_cfg, images):
+    cfg, m = _dgae(tiny_cfg, ["model.diffusion.prediction=x0", "loss.kl_weight=0.5"])
+    lp = tiny_random_lpips()
+    m.decoder.unet = FixedUNet(images, 0.1)
+    out = DGAEObjective(cfg.loss, lp)(m, images, torch.Generator().manual_seed(0))
+    assert torch.allclose(out["diffusion"], torch.tensor(0.01), atol=1e-6)  # x0-space MSE
+    assert torch.allclose(out["perceptual"], lp(images, images + 0.1).mean(), atol=1e-6)
+    kl = m.encode(images).kl().mean()
+    assert torch.allclose(out["kl"], kl, atol=1e-5)
+    expected = out["diffusion"] + cfg.loss.perceptual_weight * out["perceptual"] + 0.5 * out["kl"]
+    assert torch.allclose(out["loss"], expected)
+
+
+def test_dgae_loss_in_another_space_and_time_weight(tiny_cfg, images):
+    cfg, m = _dgae(
+        tiny_cfg,
+        ["model.diffusion.prediction=x0", "model.diffusion.loss_space=eps",
+         "loss.perceptual_time_weight=one_minus_t"],
+    )  # fmt: skip
+    lp = tiny_random_lpips()
+    unet = m.decoder.unet = FixedUNet(images, 0.1)
+    out = DGAEObjective(cfg.loss, lp)(m, images, torch.Generator().manual_seed(0))
+    t = unet.t  # flow path: eps_hat - eps = -(1 - t) / t * 0.1
+    expected = (((1 - t) / t * 0.1) ** 2).mean()
+    assert torch.allclose(out["diffusion"], expected, rtol=1e-4)
+    assert torch.allclose(out["perceptual"], ((1 - t) * lp(images, images + 0.1)).mean(), rtol=1e-5)
+
+
+def test_dgae_exact_velocity_gives_zero_diffusion_loss(tiny_cfg, images):
+    cfg, m = _dgae(
+        tiny_cfg,
+        ["model.diffusion.prediction=v", "loss.perceptual=none", "loss.perceptual_weight=0"],
+    )
+
+    class ExactV(nn.Module):  # knows x0, so v = (x_t - x0) / t on the flow path
+        def forward(self, x_t, t, z):
+            return (x_t - images) / t[:, None, None, None]
+
+    m.decoder.unet = ExactV()
+    out = DGAEObjective(cfg.loss, None)(m, images, torch.Generator().manual_seed(0))
+    assert out["diffusion"].item() < 1e-8 and out["perceptual"].item() == 0
+
+
+def test_baseline_pixel_terms(tiny_baseline_cfg, images):
+    for pixel, expected in (("l1", 0.1), ("l2", 0.01)):
+        cfg = apply_overrides(tiny_baseline_cfg, [f"loss.pixel_loss={pixel}", "loss.kl_weight=0"])
+        m = build_autoencoder(cfg.model)
+        m.decoder.forward = lambda z: images + 0.1 + 0 * z.mean()
+        out = BaselineObjective(cfg.loss, tiny_random_lpips())(m, images)
+        assert torch.allclose(out["pixel"], torch.tensor(expected), atol=1e-6)
+        assert out["gan"].item() == 0
+
+
+def test_hinge_losses_and_adaptive_weight():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    assert torch.allclose(hinge_d_loss(real, fake), torch.tensor(0.625))
+    assert torch.allclose(hinge_g_loss(fake), torch.tensor(0.75))
+    w = torch.ones(3, requires_grad=True)
+    a, b = torch.tensor([3.0, 0.0, 4.0]), torch.tensor([0.0, 1.0, 0.0])
+    weight = adaptive_gan_weight((w * a).sum(), (w * b).sum(), w)
+    assert torch.allclose(weight, torch.tensor(5.0 / (1.0 + 1e-4)))
+
+
+def test_baseline_gan_term_switches_on_at_start_step(tiny_baseline_cfg, images):
+    cfg = apply_overrides(tiny_baseline_cfg, ["loss.gan_weight=0.5", "loss.gan_start_step=10"])
+    m = build_autoencoder(cfg.model)
+    disc = PatchDiscriminator(channels=8, num_layers=2)
+    obj = BaselineObjective(cfg.loss, tiny_random_lpips())
+    before = obj(m, images, discriminator=disc, step=9)
+    after = obj(m, images, discriminator=disc, step=10)
+    assert before["gan_weight"].item() == 0 and after["gan_weight"].item() > 0
+    after["loss"].backward()
+    d_loss = obj.discriminator_loss(disc, images, after["recon"])
+    assert d_loss.item() > 0 and disc(images).shape[1] == 1
+
+
+def test_objective_refuses_missing_perceptual_network(tiny_cfg):
+    with pytest.raises(ValueError, match="needs a perceptual network"):
+        DGAEObjective(tiny_cfg.loss, None)
