@@ -1,4 +1,4 @@
-"""``dgae`` entry point: dispatches to one module per subcommand."""
+"""dgae: train, evaluate and use Diffusion-Guided Autoencoders (arXiv 2506.09644)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from dgae.cli import weights_cmd
+from dgae.cli import (
+    data_cmd,
+    encode_cmd,
+    export_cmd,
+    reconstruct_cmd,
+    train_cmd,
+    weights_cmd,
+)
 
-COMMANDS = [weights_cmd]
+COMMANDS = [train_cmd, reconstruct_cmd, encode_cmd, export_cmd, data_cmd, weights_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # name the command's own valid flags, not just the top-level usage
+        sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")
+        cmd = sub.choices[args.command]
+        flags = sorted(o for a in cmd._actions for o in a.option_strings if o.startswith("--"))
+        cmd.error(f"unrecognized arguments: {' '.join(unknown)}; valid options: {', '.join(flags)}")
     try:
         return int(args.run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as err:

@@ -43,3 +43,72 @@ def check_images(x: Tensor, multiple: int = 1, where: str = "images") -> None:
             f"{where}: values span [{lo:.3g}, {hi:.3g}]; expected [-1, 1] "
             "(images in [0, 1] or [0, 255] must be converted first)"
         )
+
+
+# ----------------------------------------------------------------------------- geometry (uint8 HWC)
+
+
+def resize_shorter_side(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize (H, W, 3) uint8 so its shorter side is ``size`` (bicubic; antialiased when shrinking)."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    if new == (w, h):
+        return image
+    resample = Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(image).resize(new, resample))
+
+
+def center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Central ``size`` x ``size`` crop of (H, W, 3)."""
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top : top + size, left : left + size]
+
+
+def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly placed ``size`` x ``size`` crop of (H, W, 3)."""
+    h, w = image.shape[:2]
+    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+    return image[top : top + size, left : left + size]
+
+
+def color_augment(
+    image: np.ndarray, rng: np.random.Generator, max_hue: float = np.pi
+) -> np.ndarray:
+    """Random RGB channel permutation and hue rotation (in YIQ) of (H, W, 3) uint8.
+
+    Small photo collections lack some colours (few saturated greens in scikit-image's photos);
+    without this the models learn to grey them out.
+    """
+    out = image[..., rng.permutation(3)].astype(np.float32)
+    angle = rng.uniform(-max_hue, max_hue)
+    yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    c, s = np.cos(angle), np.sin(angle)
+    rot = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    m = np.linalg.inv(yiq) @ rot @ yiq
+    return np.clip(out @ m.T.astype(np.float32), 0, 255).round().astype(np.uint8)
+
+
+def to_chw_tensor(image: np.ndarray) -> Tensor:
+    """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor (contiguous copy)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def prepare(
+    image: np.ndarray,
+    resolution: int,
+    rng: np.random.Generator | None = None,
+    hflip: bool = False,
+) -> np.ndarray:
+    """The dataset transform: shorter side -> ``resolution``, then a random crop (when ``rng``)
+    or the centre crop, then a random horizontal flip (when ``hflip`` and ``rng``)."""
+    image = resize_shorter_side(image, resolution)
+    image = (
+        random_crop(image, resolution, rng) if rng is not None else center_crop(image, resolution)
+    )
+    if hflip and rng is not None and rng.random() < 0.5:
+        image = image[:, ::-1]
+    return image

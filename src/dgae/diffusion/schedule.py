@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from dgae.config import ConfigError, DiffusionConfig
+from dgae.random import Generator, rand
 
 
 class Path:
@@ -99,7 +100,7 @@ def shift_time(t: Tensor, shift: float) -> Tensor:
 def sample_time(
     batch: int,
     cfg: DiffusionConfig,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
     """Training times (B,) in (0, 1): logit-normal or uniform, optionally mixed and shifted.
@@ -107,14 +108,14 @@ def sample_time(
     ``uniform_fraction`` of the batch is drawn uniformly: logit-normal alone puts ~0.2 % of the
     mass above t = 0.95, where a few-step sampler's first step from pure noise lives.
     """
-    u = torch.rand(batch, generator=generator, device=device)
+    draws = rand((batch, 3), generator, device)  # one row per sample: per-sample generators work
+    u, pick = draws[:, 0], draws[:, 1] < cfg.uniform_fraction
     if cfg.time_sampling == "logit_normal":
-        n = torch.randn(batch, generator=generator, device=device)
+        # inverse-CDF normal from the third uniform keeps every draw in the same row
+        n = torch.special.ndtri(draws[:, 2].clamp(1e-7, 1 - 1e-7))
         t = torch.sigmoid(cfg.logit_mean + cfg.logit_std * n)
     else:
         t = u
-    if cfg.uniform_fraction > 0:
-        pick = torch.rand(batch, generator=generator, device=device) < cfg.uniform_fraction
-        t = torch.where(pick, u, t)
+    t = torch.where(pick, u, t)
     t = shift_time(t, cfg.time_shift)
     return t.clamp(1e-5, 1.0)

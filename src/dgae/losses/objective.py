@@ -10,7 +10,6 @@ Baseline ("Gaussian" decoder):  L = |x - D(z)|_1 (or squared) + lambda_P P(x, D(
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -18,7 +17,7 @@ from dgae.baseline import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
 from dgae.config import LossConfig
 from dgae.diffusion import from_x0_eps, sample_time, to_x0_eps
 from dgae.losses.perceptual import LPIPS, build_perceptual
-from dgae.random import randn
+from dgae.random import Generator, randn
 
 
 class _Objective(nn.Module):
@@ -40,9 +39,7 @@ class _Objective(nn.Module):
 class DGAEObjective(_Objective):
     """The DGAE loss for an :class:`~dgae.autoencoder.Autoencoder` with a diffusion decoder."""
 
-    def forward(
-        self, model: nn.Module, x: Tensor, generator: torch.Generator | None = None
-    ) -> dict:
+    def forward(self, model: nn.Module, x: Tensor, generator: Generator = None) -> dict:
         """x (B, 3, H, W) in [-1, 1] -> {"loss", "diffusion", "perceptual", "kl"}."""
         dec = model.decoder
         dcfg, path = dec.cfg, dec.path
@@ -71,7 +68,7 @@ class BaselineObjective(_Objective):
         self,
         model: nn.Module,
         x: Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generator = None,
         discriminator: nn.Module | None = None,
         step: int = 0,
     ) -> dict:

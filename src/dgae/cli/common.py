@@ -1,0 +1,79 @@
+"""Helpers shared by the subcommands: image I/O at any size, model loading, seeds."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dgae.autoencoder import Autoencoder
+from dgae.data.images import load_image
+from dgae.data.transforms import to_model_range, to_uint8
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+
+
+def pick_device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def add_sampling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=None, help="decoder NFE (default: the model's)")
+    p.add_argument("--sampler", choices=["euler", "heun", "ddim"], default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (per image)")
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict:
+    kw = {"num_steps": args.steps}
+    if args.sampler:
+        kw["sampler"] = args.sampler
+    return kw
+
+
+def load_model(path: str, device: torch.device) -> Autoencoder:
+    return Autoencoder.from_pretrained(path, device=device)
+
+
+def read_padded(path: str | Path, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Image file -> (1, 3, H', W') in [-1, 1], reflect-padded to a multiple of ``multiple``,
+    and the original (H, W) to crop back to."""
+    image = torch.from_numpy(load_image(path).transpose(2, 0, 1).copy())[None]  # (1, 3, H, W)
+    h, w = image.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    x = to_model_range(image)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+def write_png(image: torch.Tensor, path: Path) -> None:
+    """(3, H, W) in [-1, 1] -> PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(image).permute(1, 2, 0).cpu().numpy()).save(path)
+
+
+def side_by_side(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Two (3, H, W) images next to each other with a 4-px white gutter."""
+    gutter = torch.ones(3, a.shape[1], 4, dtype=a.dtype)
+    return torch.cat([a.cpu(), gutter, b.cpu()], dim=2)
+
+
+def unique_names(paths: list[str]) -> list[str]:
+    """File stems, made unique with a numeric suffix where two inputs share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = Path(p).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def seeded(seed: int, index: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + index)

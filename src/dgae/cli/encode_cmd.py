@@ -1,0 +1,81 @@
+"""``dgae encode`` / ``dgae decode``: images <-> a safetensors file of latents."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from dgae.cli.common import (
+    add_device,
+    add_sampling,
+    load_model,
+    pick_device,
+    read_padded,
+    sampling_kwargs,
+    seeded,
+    unique_names,
+    write_png,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode images into a .safetensors file of latents")
+    p.add_argument("--model", required=True)
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--sample", action="store_true", help="sample the posterior (default: mean)")
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p)
+    p.set_defaults(run=run_encode)
+    p = sub.add_parser("decode", help="decode a latent file written by dgae encode")
+    p.add_argument("--model", required=True)
+    p.add_argument("latents", metavar="LATENTS.safetensors")
+    p.add_argument("--out", required=True, help="output folder")
+    add_sampling(p)
+    add_device(p)
+    p.set_defaults(run=run_decode)
+
+
+@torch.no_grad()
+def run_encode(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    model = load_model(args.model, device)
+    tensors, entries = {}, []
+    for i, (path, name) in enumerate(zip(args.images, unique_names(args.images), strict=True)):
+        x, (h, w) = read_padded(path, model.downsample_factor)
+        post = model.encode(x.to(device))
+        z = post.sample(seeded(args.seed, i, device)) if args.sample else post.mode()
+        key = f"{i:06d}"
+        tensors[key] = z[0].cpu().contiguous()
+        entries.append({"key": key, "name": name, "height": h, "width": w})
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"images": json.dumps(entries), "model": str(Path(args.model).resolve())}
+    save_file(tensors, str(out), metadata=meta)
+    print(f"{len(entries)} latents of shape {tuple(tensors['000000'].shape)} -> {out}")
+    return 0
+
+
+@torch.no_grad()
+def run_decode(args: argparse.Namespace) -> int:
+    device = pick_device(args.device)
+    model = load_model(args.model, device)
+    with safe_open(args.latents, "pt") as fh:
+        meta = fh.metadata() or {}
+        if "images" not in meta:
+            raise ValueError(f"{args.latents}: no 'images' metadata; write it with dgae encode")
+        entries = json.loads(meta["images"])
+        latents = {e["key"]: fh.get_tensor(e["key"]) for e in entries}
+    out = Path(args.out)
+    for i, e in enumerate(entries):
+        z = latents[e["key"]][None].to(device)
+        model.check_latents(z, f"{args.latents}[{e['key']}]")
+        img = model.decode(z, generator=seeded(args.seed, i, device), **sampling_kwargs(args))
+        write_png(img[0, :, : e["height"], : e["width"]], out / f"{e['name']}.png")
+    print(f"{len(entries)} images -> {out}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training: distributed set-up, EMA, optimisers, checkpoints, reporting and the generic loop."""

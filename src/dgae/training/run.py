@@ -1,0 +1,93 @@
+"""One call that trains an autoencoder from an :class:`ExperimentConfig` into a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from dgae.autoencoder import Autoencoder
+from dgae.config import ExperimentConfig, load_json, save_json, to_dict
+from dgae.data.loader import ResumableSampler, build_dataset, build_loader
+from dgae.training.autoencoder_task import build_autoencoder_task, export_model
+from dgae.training.checkpoint import latest_checkpoint, load_checkpoint
+from dgae.training.distributed import DistInfo, barrier, init_distributed
+from dgae.training.loop import Trainer
+from dgae.training.reporting import MetricsWriter
+
+NUM_GRID_IMAGES = 8
+
+
+def check_resume_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """A run folder may only be resumed with the same model; name the keys that differ."""
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    old = json.loads(path.read_text()).get("model", {})
+    new = to_dict(cfg)["model"]
+    diff = sorted(f"model.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ValueError(
+            f"{run_dir} holds a run with a different model ({', '.join(diff)} differ); "
+            "use a new --out folder or the original settings"
+        )
+
+
+def train_autoencoder(
+    cfg: ExperimentConfig,
+    run_dir: str | Path,
+    dist: DistInfo | None = None,
+    progress: bool = True,
+) -> Trainer:
+    """Train (or resume) DGAE / the baseline in ``run_dir``; export the EMA model at the end.
+
+    Returns the trainer (``trainer.status`` is 'done' or 'interrupted'). Works in one process
+    or under ``torchrun``.
+    """
+    cfg.validate()
+    dist = dist or init_distributed()
+    run_dir = Path(run_dir)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_resume_config(run_dir, cfg)
+        save_json(cfg, run_dir / "config.json")
+    barrier(dist)
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    d = cfg.data
+    train_data = build_dataset(
+        d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment
+    )
+    val_data = build_dataset(d.spec, d.resolution, "val")
+    n_grid = min(NUM_GRID_IMAGES, len(val_data))
+    val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
+    model = Autoencoder(cfg.model)
+    task = build_autoencoder_task(cfg, model, train_data, val_images, run_dir, dist.device)
+    trainer = Trainer(task, cfg.train, run_dir, dist, progress)
+    trainer.resume()
+    consumed = trainer.step * trainer.micro * cfg.train.grad_accum
+    sampler = ResumableSampler(
+        len(train_data), dist.rank, dist.world, cfg.train.seed, shuffle=True, start=consumed
+    )
+    loader = build_loader(train_data, trainer.micro, sampler, d.num_workers)
+    metrics = MetricsWriter(run_dir, cfg.train.tensorboard) if dist.is_main else None
+    status = trainer.fit(iter(loader), metrics)
+    if status == "done" and dist.is_main:
+        task.on_export(trainer.ema.model)
+    barrier(dist)
+    return trainer
+
+
+def export_run(run_dir: Path, out: Path | None = None, device: torch.device | None = None) -> Path:
+    """Export the EMA autoencoder of ``run_dir``'s latest checkpoint (``out`` default RUN/model)."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint (looked in {run_dir}/checkpoints)")
+    cfg = load_json(ExperimentConfig, run_dir / "config.json")
+    device = device or torch.device("cpu")
+    model = Autoencoder(cfg.model)
+    ema = load_checkpoint(path)["ema"]
+    model.load_state_dict({k[len("model.") :]: v for k, v in ema.items() if k.startswith("model.")})
+    d = cfg.data
+    data = build_dataset(d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment)
+    return export_model(model, data, cfg.train.stats_images, out or run_dir / "model", device)
