@@ -289,7 +289,8 @@ class Trainer:
                                     img_s=f"{row['images_per_s']:.1f}")  # fmt: skip
                     logs, n_logged, t0, images_since = {}, 0, time.perf_counter(), 0
                 bar.update(1)
-                if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total:
+                periodic = self.step % self.cfg.checkpoint_every == 0 or self.step == self.total
+                if periodic and not consecutive_bad:  # never checkpoint inside a NaN streak
                     self.save()
                 if (
                     self.dist.is_main

@@ -1,0 +1,176 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import dgae.training.run as run_mod
+from dgae import Autoencoder
+from dgae.config import apply_overrides, get_preset
+from dgae.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from dgae.training.loop import NonFiniteLossError
+from dgae.training.reporting import read_metrics
+from dgae.training.run import train_autoencoder
+
+TESTS = Path(__file__).parent
+FAST = ["train.total_steps=8", "train.batch_size=4", "train.log_every=1", "train.stats_images=8"]
+
+
+def cfg(*overrides):
+    return apply_overrides(get_preset("dgae-tiny"), [*FAST, *overrides])
+
+
+def losses(run_dir):
+    return [r["loss"] for r in read_metrics(Path(run_dir) / "metrics.jsonl")]
+
+
+def test_tiny_run_trains_and_exports(tmp_path):
+    c = cfg("train.sample_every=4", "train.checkpoint_every=4", "train.keep_checkpoints=1")
+    assert train_autoencoder(c, tmp_path, progress=False).status == "done"
+    for name in ["config.json", "metrics.jsonl", "loss_curve.png", "samples/step_00000008.png"]:
+        assert (tmp_path / name).exists(), name
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000008.pt"]  # keep-last-1
+    model = Autoencoder.from_pretrained(tmp_path / "model")
+    assert not torch.equal(model.latent_stats.std, torch.ones(2))  # statistics were computed
+    x = torch.zeros(1, 3, 16, 16)
+    assert model.reconstruct(x, num_steps=1).shape == x.shape
+    assert len(losses(tmp_path)) == 8
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
+    c = cfg("train.sample_every=4", "train.checkpoint_every=100")
+    train_autoencoder(c, tmp_path / "straight", progress=False)
+
+    real = run_mod.build_autoencoder_task
+
+    def killing_task(*args, **kw):
+        task = real(*args, **kw)
+        sample = task.on_sample
+
+        def on_sample(model, step):
+            sample(model, step)
+            if step == 4:
+                os.kill(os.getpid(), signal.SIGTERM)  # a real signal, caught by the loop
+
+        task.on_sample = on_sample
+        return task
+
+    monkeypatch.setattr(run_mod, "build_autoencoder_task", killing_task)
+    assert train_autoencoder(c, tmp_path / "resumed", progress=False).status == "interrupted"
+    (ckpt,) = list_checkpoints(tmp_path / "resumed")  # saved at the end of the step in flight
+    assert 4 <= load_checkpoint(ckpt)["step"] < 8
+    monkeypatch.setattr(run_mod, "build_autoencoder_task", real)
+    assert train_autoencoder(c, tmp_path / "resumed", progress=False).status == "done"
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+    a = load_checkpoint(latest_checkpoint(tmp_path / "straight"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "resumed"))
+    for key in ("modules", "ema"):
+        sa, sb = (a[key]["model"], b[key]["model"]) if key == "modules" else (a[key], b[key])
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), key
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dgae", "train", "--preset", "dgae-tiny", "--data", "photos",
+           "--out", str(out), "--no-progress", "train.total_steps=100000",
+           "train.checkpoint_every=100000", "train.log_every=2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "interrupted: checkpoint saved" in output
+    state = load_checkpoint(latest_checkpoint(out))
+    assert state["step"] >= 2
+    assert not list((out / "checkpoints").glob("*.tmp"))
+    from dgae.training.run import export_run
+
+    export_run(out, tmp_path / "exported")
+    Autoencoder.from_pretrained(tmp_path / "exported")
+
+
+def _worker(out, *overrides, nproc=1):
+    base = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    cmd = (base if nproc > 1 else [sys.executable]) + [
+        str(TESTS / "dist_worker.py"),
+        str(out),
+        *overrides,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return torch.load(out / "params.pt"), json.loads((out / "ranks.json").read_text())
+
+
+@pytest.mark.parametrize("extra", [[], ["train.fsdp=true"]], ids=["ddp", "fsdp2"])
+def test_two_process_run_matches_single_process(tmp_path, extra):
+    single, _ = _worker(tmp_path / "single")
+    multi, ranks = _worker(tmp_path / "multi", *extra, nproc=2)
+    assert ranks == {"world": 2, "max_rank_spread": 0.0}  # identical parameters on both ranks
+    assert (multi - single).abs().max() < 1e-4
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    one, _ = _worker(tmp_path / "one")
+    accum, _ = _worker(tmp_path / "accum", "train.grad_accum=2")
+    assert (one - accum).abs().max() < 1e-4
+    with pytest.raises(
+        ValueError, match="batch_size=8 is not divisible by world size 1 x train.grad_accum=3"
+    ):
+        train_autoencoder(
+            cfg("train.batch_size=8", "train.grad_accum=3"), tmp_path / "x", progress=False
+        )
+
+
+def test_nan_guard_skips_counts_and_stops(tmp_path, monkeypatch):
+    real = run_mod.build_autoencoder_task
+
+    def nan_after_two(*args, **kw):
+        task = real(*args, **kw)
+        compute = task.compute
+
+        def poisoned(wrapped, batch, gens, step):
+            out = compute(wrapped, batch, gens, step)
+            if step >= 2:
+                out["model"] = out["model"] * float("nan")
+            return out
+
+        task.compute = poisoned
+        return task
+
+    monkeypatch.setattr(run_mod, "build_autoencoder_task", nan_after_two)
+    c = cfg("train.checkpoint_every=2", "train.max_bad_steps=3", "train.keep_checkpoints=5")
+    with pytest.raises(NonFiniteLossError, match="4 consecutive steps had a non-finite loss"):
+        train_autoencoder(c, tmp_path, progress=False)
+    state = load_checkpoint(latest_checkpoint(tmp_path))
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["modules"]["model"].values())
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1]["bad_steps"] >= 1
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["train.precision=bf16", "train.channels_last=true", "train.activation_checkpointing=true",
+     "train.lr_schedule=cosine", "model.kind=baseline", "loss.gan_weight=0.5"],
+)  # fmt: skip
+def test_training_options_run(tmp_path, option):
+    gan = ["model.kind=baseline", "loss.disc_layers=2", "loss.disc_channels=8"]
+    extra = gan if option.startswith("loss.gan") else []
+    c = cfg("train.total_steps=2", "train.sample_every=2", option, *extra)
+    assert train_autoencoder(c, tmp_path, progress=False).status == "done"
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses(tmp_path))
+    if option.startswith("loss.gan"):
+        assert "loss/disc" in read_metrics(tmp_path / "metrics.jsonl")[-1]
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    train_autoencoder(cfg("train.total_steps=1"), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"model\.latent_channels differ"):
+        train_autoencoder(cfg("model.latent_channels=3"), tmp_path, progress=False)
