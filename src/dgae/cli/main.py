@@ -9,13 +9,22 @@ from collections.abc import Sequence
 from dgae.cli import (
     data_cmd,
     encode_cmd,
+    eval_cmd,
     export_cmd,
     reconstruct_cmd,
     train_cmd,
     weights_cmd,
 )
 
-COMMANDS = [train_cmd, reconstruct_cmd, encode_cmd, export_cmd, data_cmd, weights_cmd]
+COMMANDS = [
+    train_cmd,
+    reconstruct_cmd,
+    encode_cmd,
+    export_cmd,
+    eval_cmd,
+    data_cmd,
+    weights_cmd,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

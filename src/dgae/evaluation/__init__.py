@@ -1,0 +1,1 @@
+"""Evaluation: metric maths, feature extractors, the reconstruction protocol, benchmarks."""

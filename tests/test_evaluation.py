@@ -1,0 +1,189 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from dgae.cli.main import main
+from dgae.config import get_preset
+from dgae.data.loader import build_dataset
+from dgae.evaluation.metrics import (
+    feature_stats,
+    frechet_distance,
+    kernel_inception_distance,
+    psnr,
+    ssim,
+)
+from dgae.evaluation.models import DgaeModel
+from dgae.evaluation.protocol import EvalSettings, evaluate, parse_steps
+from dgae.losses.perceptual import tiny_random_lpips
+from dgae.training.distributed import DistInfo
+
+ONE = DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+def pooled_features(images):  # a cheap deterministic stand-in for Inception
+    return F.adaptive_avg_pool2d(images.double(), 4).flatten(1)
+
+
+def test_psnr_and_ssim_on_known_inputs():
+    a = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    b = a + 10
+    assert torch.isinf(psnr(a, a)).all()
+    assert torch.allclose(
+        psnr(a, b), torch.full((2,), 10 * np.log10(255**2 / 100), dtype=torch.float64)
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 32, 32), generator=g, dtype=torch.uint8)
+    assert torch.allclose(ssim(x, x), torch.ones(2, dtype=torch.float64))
+    # constant images: SSIM reduces to the luminance term (2 mx my + C1) / (mx^2 + my^2 + C1)
+    c1 = (0.01 * 255) ** 2
+    flat_a, flat_b = torch.full_like(x, 100), torch.full_like(x, 150)
+    expected = (2 * 100 * 150 + c1) / (100**2 + 150**2 + c1)
+    assert torch.allclose(ssim(flat_a, flat_b), torch.full((2,), expected, dtype=torch.float64))
+
+
+def test_frechet_distance_matches_scipy():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(500, 16, generator=g, dtype=torch.float64)
+    b = (
+        torch.randn(500, 16, generator=g, dtype=torch.float64)
+        @ torch.randn(16, 16, generator=g, dtype=torch.float64)
+        * 0.5
+        + 0.3
+    )
+    mu1, s1 = feature_stats(a)
+    mu2, s2 = feature_stats(b)
+    covmean = scipy.linalg.sqrtm(s1.numpy() @ s2.numpy()).real
+    ref = ((mu1 - mu2) ** 2).sum().item() + np.trace(s1.numpy() + s2.numpy() - 2 * covmean)
+    assert abs(frechet_distance(mu1, s1, mu2, s2) - ref) < 1e-6 * max(1.0, ref)
+    assert abs(frechet_distance(mu1, s1, mu1, s1)) < 1e-8
+    assert np.allclose(s1.numpy(), np.cov(a.numpy(), rowvar=False))
+
+
+def test_kid_is_zero_for_same_distribution_and_positive_otherwise():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 8, generator=g)
+    b = torch.randn(400, 8, generator=g)
+    same, _ = kernel_inception_distance(a, b, num_subsets=20, subset_size=200)
+    shifted, _ = kernel_inception_distance(a, b + 1.0, num_subsets=20, subset_size=200)
+    assert abs(same) < 0.02 and shifted > 0.2
+
+
+def test_parse_steps():
+    assert parse_steps("1, 2,4,2") == (1, 2, 4)
+    for bad in ("0", "1,x", "-1", "1.5"):
+        with pytest.raises(ValueError, match="is not an NFE"):
+            parse_steps(bad)
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from dgae import build_autoencoder
+
+    torch.manual_seed(0)
+    model = build_autoencoder(get_preset("dgae-tiny").model)
+    with torch.no_grad():
+        model.decoder.unet.conv_out.weight.normal_(0, 0.3)
+    path = tmp_path_factory.mktemp("m") / "model"
+    model.save_pretrained(path)
+    return path
+
+
+def _eval(model_dir, batch_size, steps=(1, 2)):
+    model = DgaeModel(model_dir, torch.device("cpu"))
+    data = build_dataset("photos", 16, split="val")
+    settings = EvalSettings(16, steps, num_images=10, batch_size=batch_size)
+    return evaluate(
+        model, data, "photos", settings, ONE, pooled_features, tiny_random_lpips(), False
+    )
+
+
+def test_protocol_is_deterministic_and_batch_size_free(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("DGAE_HOME", str(tmp_path))  # fresh reference-feature cache
+    first = _eval(tiny_model_dir, 7)
+    again = _eval(tiny_model_dir, 7)
+    single = _eval(tiny_model_dir, 1)
+    keys = ["psnr", "ssim", "perceptual", "rfid", "kid"]
+    for a, b, c in zip(first["results"], again["results"], single["results"], strict=True):
+        assert all(a[k] == b[k] for k in keys)
+        # another batch size changes the float reduction order inside convolutions, which can
+        # flip a uint8 rounding of a pixel: equal to 5e-5 relative, far below reported digits
+        assert all(abs(a[k] - c[k]) <= 5e-5 * max(1.0, abs(a[k])) for k in keys), (a, c)
+    assert [r["nfe"] for r in first["results"]] == [1, 2]
+    assert first["complete"] and "strongly biased" in first["warnings"][0]
+
+
+def test_small_images_are_refused(tiny_model_dir, tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.fromarray(np.zeros((10, 12, 3), np.uint8)).save(folder / "a.png")
+    model = DgaeModel(tiny_model_dir, torch.device("cpu"))
+    data = build_dataset(str(folder), 16, split="val")
+    with pytest.raises(
+        ValueError, match=r"smaller than the evaluation resolution 16, e\.g\. .*a\.png \(12x10\)"
+    ):
+        evaluate(
+            model, data, str(folder), EvalSettings(16, (1,)), ONE, pooled_features, None, False
+        )
+
+
+def test_eval_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(tiny_model_dir), "--data", "photos", "--resolution", "16",
+            "--num-images", "12", "--out", str(out), "--perceptual", "none", "--no-progress"]  # fmt: skip
+    assert main(args + ["--steps", "1,2"]) == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["complete"] and [r["nfe"] for r in result["results"]] == [1, 2]
+    assert result["fid_network"] == "inception-2015-12-05"
+    assert (out / "eval.md").exists() and (out / "quality_vs_nfe.png").exists()
+    assert main(args + ["--steps", "0,2"]) == 2
+    assert "'0' is not an NFE" in capsys.readouterr().err
+    assert main(args[:2] + [str(tmp_path)] + args[3:] + ["--steps", "1"]) == 2
+    assert "config.json is missing" in capsys.readouterr().err
+    assert not (out / "eval.json").exists()  # the failed run removed the old result first
+
+
+def test_eval_accepts_a_diffusers_autoencoder(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=(8, 8), layers_per_block=1, latent_channels=2, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )  # fmt: skip
+    vae.save_pretrained(tmp_path / "vae")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(tmp_path / "vae"), "--data", "photos", "--resolution", "16",
+                 "--num-images", "8", "--out", str(out), "--steps", "1,4", "--perceptual", "none",
+                 "--no-progress"]) == 0  # fmt: skip
+    result = json.loads((out / "eval.json").read_text())
+    assert result["model"].startswith("AutoencoderKL f2c2")
+    assert [r["nfe"] for r in result["results"]] == [1]  # one-pass decoder: NFE list collapses
+
+
+def test_two_process_eval_matches_one(tiny_model_dir, tmp_path):
+    common = ["-m", "dgae", "eval", "--model", str(tiny_model_dir), "--data", "photos",
+              "--resolution", "16", "--num-images", "10", "--steps", "1,2", "--perceptual", "none",
+              "--no-progress", "--batch-size", "3"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, *common, "--out", str(tmp_path / "one")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", *common,
+                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True)  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    a = json.loads((tmp_path / "one" / "eval.json").read_text())["results"]
+    b = json.loads((tmp_path / "two" / "eval.json").read_text())["results"]
+    for ra, rb in zip(a, b, strict=True):
+        for k in ("psnr", "ssim", "rfid", "kid"):
+            assert abs(ra[k] - rb[k]) <= 5e-5 * max(1.0, abs(ra[k])), (k, ra[k], rb[k])
