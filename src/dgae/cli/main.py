@@ -7,7 +7,9 @@ import sys
 from collections.abc import Sequence
 
 from dgae.cli import (
+    bench_cmd,
     data_cmd,
+    demo_cmd,
     encode_cmd,
     eval_cmd,
     export_cmd,
@@ -22,7 +24,9 @@ COMMANDS = [
     encode_cmd,
     export_cmd,
     eval_cmd,
+    bench_cmd,
     data_cmd,
+    demo_cmd,
     weights_cmd,
 ]
 

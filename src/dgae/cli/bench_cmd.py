@@ -1,0 +1,61 @@
+"""``dgae bench``: DGAE vs the same-size baseline throughput, as ratios from one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from dgae.cli.common import pick_device
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="encode/decode/train throughput of DGAE vs its baseline")
+    p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
+    p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--steps", default="1,2,4,8", help="decoder NFEs to time")
+    p.add_argument("--repeats", type=int, default=5, help="timed windows; the median is reported")
+    p.add_argument("--iters", type=int, default=3, help="calls per timed window")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--peak-tflops", type=float, default=None, help="for MFU on unknown GPUs")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="also write bench.json and bench.md here")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dgae.config import get_preset
+    from dgae.evaluation.bench import bench_model, format_report, peak_tflops
+    from dgae.evaluation.protocol import parse_steps
+
+    device = pick_device(args.device)
+    steps = parse_steps(args.steps)
+    cfgs = {kind: get_preset(f"{kind}-{args.size}") for kind in ("dgae", "baseline")}
+    res = args.resolution or cfgs["dgae"].data.resolution
+    results = {
+        kind: bench_model(
+            cfg, res, args.batch_size, device, steps, args.repeats, args.iters, args.bf16
+        )
+        for kind, cfg in cfgs.items()
+    }
+    peak = peak_tflops(device, args.peak_tflops)
+    card = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} threads)"
+    )
+    head = (f"dgae bench: {args.size} presets at {res}px, batch {args.batch_size}, "
+            f"{'bf16' if args.bf16 else 'fp32'}, {card}, median of {args.repeats}\n\n")  # fmt: skip
+    report = head + format_report(results["dgae"], results["baseline"], peak)
+    print(report)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.md").write_text(report)
+        data = {k: {m: asdict(t) for m, t in v.items()} for k, v in results.items()}
+        (out / "bench.json").write_text(json.dumps({"device": card, "results": data}, indent=2))
+    return 0
