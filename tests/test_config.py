@@ -18,10 +18,10 @@ from dgae.config import (
 def test_every_preset_validates_and_round_trips(tmp_path):
     get_preset("dgae-tiny")  # registers presets
     assert {"dgae-tiny", "baseline-tiny", "dgae-B", "baseline-B", "dgae-XL"} <= set(PRESETS)
-    for name in PRESETS:
-        cfg = get_preset(name)
+    for name, make in PRESETS.items():
+        cfg = get_preset(name, type(make()))
         save_json(cfg, tmp_path / "c.json")
-        assert load_json(ExperimentConfig, tmp_path / "c.json") == cfg
+        assert load_json(type(cfg), tmp_path / "c.json") == cfg
 
 
 def test_overrides_apply_with_types(tiny_cfg):

@@ -222,6 +222,55 @@ class ExperimentConfig:
         self.train.validate()
 
 
+@dataclass
+class DiTConfig:
+    """Class-conditional DiT over normalised latents (adaLN-zero; LightningDiT refinements)."""
+
+    depth: int = 12
+    hidden: int = 384
+    heads: int = 6
+    patch_size: int = 2
+    mlp_ratio: float = 4.0
+    class_dropout: float = 0.1
+    rmsnorm: bool = True
+    swiglu: bool = True
+    qk_norm: bool = True
+    rope: bool = True
+
+    def validate(self) -> None:
+        if self.hidden % self.heads:
+            raise ConfigError(
+                f"dit.hidden={self.hidden} is not divisible by dit.heads={self.heads}"
+            )
+        if self.patch_size not in (1, 2):
+            raise ConfigError(f"dit.patch_size={self.patch_size}; expected 1 or 2")
+        if self.rope and (self.hidden // self.heads) % 4:
+            raise ConfigError("dit.rope needs a head width (hidden / heads) divisible by 4")
+
+
+@dataclass
+class LDMExperimentConfig:
+    """A latent diffusion run: the DiT, its flow-matching set-up, sampling defaults, training."""
+
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    diffusion: DiffusionConfig = field(
+        default_factory=lambda: DiffusionConfig(prediction="v", num_steps=50)
+    )
+    cfg_scale: float = 1.5
+    guidance_interval: tuple[float, ...] = (0.0, 1.0)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        self.dit.validate()
+        self.diffusion.validate()
+        self.train.validate()
+        lo, hi = (tuple(self.guidance_interval) + (0.0, 1.0))[:2]
+        if len(self.guidance_interval) != 2 or not 0.0 <= lo <= hi <= 1.0:
+            raise ConfigError(
+                f"guidance_interval={self.guidance_interval}; expected two times 0 <= lo <= hi <= 1"
+            )
+
+
 # ----------------------------------------------------------------------------- dict / JSON
 
 
@@ -329,25 +378,27 @@ def json_copy(cfg: T) -> T:
 
 # ----------------------------------------------------------------------------- presets
 
-PRESETS: dict[str, Callable[[], ExperimentConfig]] = {}
+PRESETS: dict[str, Callable[[], Any]] = {}
 
 
-def register_preset(name: str) -> Callable[[Callable[[], ExperimentConfig]], Callable]:
-    """Decorator: register a function returning an :class:`ExperimentConfig` under ``name``."""
+def register_preset(name: str) -> Callable[[Callable[[], Any]], Callable]:
+    """Decorator: register a function returning an experiment config under ``name``."""
 
-    def wrap(fn: Callable[[], ExperimentConfig]) -> Callable[[], ExperimentConfig]:
+    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
         PRESETS[name] = fn
         return fn
 
     return wrap
 
 
-def get_preset(name: str) -> ExperimentConfig:
-    """The named preset's config (validated); an unknown name lists the known ones."""
+def get_preset(name: str, kind: type = ExperimentConfig) -> Any:
+    """The named preset's config (validated). ``kind`` is the config class the caller needs
+    (autoencoder presets by default, :class:`LDMExperimentConfig` for DiT presets)."""
     from dgae import presets  # noqa: F401  (registers the presets)
 
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+    known = sorted(n for n, fn in PRESETS.items() if isinstance(fn(), kind))
+    if name not in known:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
     cfg = PRESETS[name]()
     cfg.validate()
     return cfg

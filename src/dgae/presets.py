@@ -13,8 +13,10 @@ from dgae.config import (
     BaselineDecoderConfig,
     DataConfig,
     DiffusionConfig,
+    DiTConfig,
     EncoderConfig,
     ExperimentConfig,
+    LDMExperimentConfig,
     LossConfig,
     TrainConfig,
     UNetConfig,
@@ -110,3 +112,29 @@ def _imagenet(kind: str, width: int) -> ExperimentConfig:
 
 for _size, _width in DECODER_WIDTHS.items():
     _register_pair(_size, lambda kind, w=_width: _imagenet(kind, w))
+
+
+# Latent DiTs (DiT-paper sizes); ``dit-tiny`` is for tests and CPU experiments.
+DIT_SIZES = {
+    "tiny": (4, 128, 4),
+    "S": (12, 384, 6),
+    "B": (12, 768, 12),
+    "L": (24, 1024, 16),
+    "XL": (28, 1152, 16),
+}
+
+
+def _dit(depth: int, hidden: int, heads: int) -> LDMExperimentConfig:
+    small = hidden <= 128
+    return LDMExperimentConfig(
+        dit=DiTConfig(depth=depth, hidden=hidden, heads=heads),
+        train=TrainConfig(batch_size=128 if small else 256, total_steps=2000 if small else 400_000,
+                          lr=5e-4 if small else 1e-4, warmup_steps=100 if small else 1000,
+                          ema_decay=0.999 if small else 0.9999, betas=(0.9, 0.95),
+                          sample_every=500 if small else 20_000,
+                          checkpoint_every=500 if small else 20_000),
+    )  # fmt: skip
+
+
+for _size, (_d, _h, _n) in DIT_SIZES.items():
+    register_preset(f"dit-{_size}")(lambda d=_d, h=_h, n=_n: _dit(d, h, n))

@@ -13,6 +13,7 @@ from dgae.cli import (
     encode_cmd,
     eval_cmd,
     export_cmd,
+    ldm_cmd,
     reconstruct_cmd,
     train_cmd,
     weights_cmd,
@@ -27,6 +28,7 @@ COMMANDS = [
     bench_cmd,
     data_cmd,
     demo_cmd,
+    ldm_cmd,
     weights_cmd,
 ]
 

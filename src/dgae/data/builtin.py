@@ -123,5 +123,4 @@ def fashion_mnist(split: str = "train", **kw) -> ArrayDataset:
     images = np.pad(_read_idx(img_path), ((0, 0), (2, 2), (2, 2)))  # (N, 32, 32)
     images = np.repeat(images[..., None], 3, axis=3)
     labels = _read_idx(lbl_path).astype(np.int64)
-    kw.setdefault("train", split == "train")
     return ArrayDataset(images, labels, FASHION_CLASSES, f"fashion-mnist:{split}", **kw)

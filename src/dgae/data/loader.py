@@ -21,20 +21,25 @@ def build_dataset(
     seed: int = 0,
     hflip: bool = True,
     color_augment: bool = True,
+    augment: bool | None = None,
 ) -> Dataset:
-    """Dataset for ``spec`` (see ``SPEC_HELP``). ``split='val'`` turns off augmentation (and, for
-    the built-in data, selects the held-out split)."""
+    """Dataset for ``spec`` (see ``SPEC_HELP``). ``split='val'`` selects the held-out split of
+    the built-in data. ``augment`` (default: on for 'train') enables random crops, flips and
+    colour changes; off, files are centre-cropped."""
     train = split == "train"
+    augment = train if augment is None else augment
     if spec == "photos":
         if train:
-            return PhotoCrops(resolution, hflip=hflip, color=color_augment, seed=seed)
+            return PhotoCrops(
+                resolution, hflip=hflip and augment, color=color_augment and augment, seed=seed
+            )
         return photo_tiles(resolution)
     if spec == "fashion-mnist":
         if resolution != 32:
             raise ValueError(f"fashion-mnist is 32x32 (padded); got resolution={resolution}")
-        return fashion_mnist(split, hflip=hflip, seed=seed)
+        return fashion_mnist(split, hflip=hflip, seed=seed, train=augment)
     path = Path(spec)
-    kw = dict(train=train, hflip=hflip, seed=seed)
+    kw = dict(train=augment, hflip=hflip, seed=seed)
     if path.is_dir() and (path / "meta.json").exists():
         return packed_dataset(path, resolution, **kw)
     if path.is_dir():

@@ -1,0 +1,1 @@
+"""Latent diffusion on autoencoder latents: latent cache, class-conditional DiT, training, sampling."""

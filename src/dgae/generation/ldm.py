@@ -1,0 +1,217 @@
+"""Latent diffusion: the DiT inference artifact, its flow-matching loss, training task, sampling.
+
+The DiT folder records the autoencoder that made its latents (path + fingerprint) and the
+statistics used to normalise them, so sampling decodes with the right model and statistics or
+fails naming both sides.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from dgae.autoencoder import Autoencoder
+from dgae.config import LDMExperimentConfig, from_dict, to_dict
+from dgae.data.datasets import Batch
+from dgae.data.transforms import to_uint8
+from dgae.diffusion import from_x0_eps, get_path, sample_time
+from dgae.generation.cache import LatentDataset, fingerprint
+from dgae.generation.dit import DiT
+from dgae.random import Generator, generators_from_seeds, rand, randn
+from dgae.training.loop import TrainTask
+from dgae.training.reporting import save_grid
+
+LDM_FORMAT = "dgae-ldm"
+
+
+class LatentDiffusion(nn.Module):
+    """A DiT plus everything needed to turn its samples into images."""
+
+    def __init__(self, cfg: LDMExperimentConfig, latent_shape: list[int], num_classes: int,
+                 autoencoder: dict, stats: dict) -> None:  # fmt: skip
+        super().__init__()
+        c, h, w = latent_shape
+        if h != w:
+            raise ValueError(f"the DiT needs square latents, got {h}x{w}")
+        self.cfg, self.latent_shape, self.num_classes = cfg, list(latent_shape), num_classes
+        self.autoencoder_record, self.stats = autoencoder, stats
+        self.dit = DiT(cfg.dit, c, h, num_classes)
+        self.path = get_path(cfg.diffusion.path)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": LDM_FORMAT,
+            "version": 1,
+            "config": to_dict(self.cfg),
+            "latent_shape": self.latent_shape,
+            "num_classes": self.num_classes,
+            "autoencoder": self.autoencoder_record,
+            "latent_stats": self.stats,
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in self.dit.state_dict().items()}
+        save_file(state, str(directory / "model.safetensors.tmp"))
+        (directory / "config.json.tmp").write_text(json.dumps(meta, indent=2) + "\n")
+        (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
+        (directory / "config.json.tmp").replace(directory / "config.json")
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device = "cpu"
+    ) -> LatentDiffusion:
+        directory = Path(directory)
+        cfg_path = directory / "config.json"
+        if not cfg_path.exists() or not (directory / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"{directory} is not a DiT folder (config.json + model.safetensors)"
+            )
+        meta = json.loads(cfg_path.read_text())
+        if meta.get("format") != LDM_FORMAT:
+            raise ValueError(f"{cfg_path} is not a dgae latent-diffusion config")
+        cfg = from_dict(LDMExperimentConfig, meta["config"])
+        model = cls(
+            cfg,
+            meta["latent_shape"],
+            meta["num_classes"],
+            meta["autoencoder"],
+            meta["latent_stats"],
+        )
+        model.dit.load_state_dict(load_file(str(directory / "model.safetensors")))
+        return model.to(device).eval()
+
+    def load_autoencoder(
+        self, path: str | Path | None = None, device: str | torch.device = "cpu"
+    ) -> Autoencoder:
+        """The autoencoder recorded at training time; another folder is refused unless identical."""
+        path = Path(path or self.autoencoder_record["path"])
+        got = fingerprint(path)
+        if got != self.autoencoder_record["fingerprint"]:
+            raise ValueError(
+                f"autoencoder {path} (fingerprint {got[:12]}) is not the one these latents came from: "
+                f"{self.autoencoder_record['path']} (fingerprint {self.autoencoder_record['fingerprint'][:12]})"
+            )
+        return Autoencoder.from_pretrained(path, device=device)
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        mean = torch.tensor(self.stats["mean"], device=z.device)[None, :, None, None]
+        std = torch.tensor(self.stats["std"], device=z.device)[None, :, None, None]
+        return z * std + mean
+
+    @torch.no_grad()
+    def sample_latents(self, labels: Tensor, num_steps: int, cfg_scale: float, generator: Generator,
+                       sampler: str = "euler") -> Tensor:  # fmt: skip
+        """Normalised latents (N, c, h, w) for class ``labels`` (N,) by integrating the ODE."""
+        from dgae.diffusion import Prediction, sample, to_x0_eps
+
+        bad = labels[(labels < 0) | (labels >= self.num_classes)]
+        if len(bad):
+            raise ValueError(f"class label {int(bad[0])} is out of range [0, {self.num_classes})")
+        device = next(self.parameters()).device
+        interval = tuple(self.cfg.guidance_interval)
+        noise = randn((len(labels), *self.latent_shape), generator, device)
+
+        def denoise(x_t: Tensor, t: Tensor) -> Prediction:
+            if cfg_scale == 1.0:
+                v = self.dit(x_t, t, labels)
+            else:
+                v = self.dit.forward_with_guidance(x_t, t, labels, cfg_scale, interval)
+            return to_x0_eps(v.float(), "v", x_t, t, self.path)
+
+        return sample(denoise, noise, self.path, num_steps, sampler, self.cfg.diffusion.spacing,
+                      self.cfg.diffusion.sample_shift)  # fmt: skip
+
+
+class DiTLoss(nn.Module):
+    """forward(z, y, generators) -> {"loss"}: flow matching with the decoder's time distribution,
+    a velocity target, and label dropout (to the null class) for classifier-free guidance."""
+
+    def __init__(self, ldm: LatentDiffusion) -> None:
+        super().__init__()
+        self.ldm = ldm
+
+    @property
+    def ema_target(self) -> LatentDiffusion:
+        return self.ldm
+
+    def forward(self, z: Tensor, y: Tensor, generators: list) -> dict[str, Tensor]:
+        ldm, dcfg = self.ldm, self.ldm.cfg.diffusion
+        t = sample_time(len(z), dcfg, generators, z.device)
+        eps = randn(z.shape, generators, z.device, z.dtype)
+        drop = rand((len(z),), generators, z.device) < ldm.cfg.dit.class_dropout
+        y = torch.where(drop, torch.full_like(y, ldm.num_classes), y)
+        z_t = ldm.path.interpolate(z, eps, t)
+        target = from_x0_eps(z, eps, "v", t, ldm.path)
+        loss = (ldm.dit(z_t, t, y).float() - target).pow(2).mean()
+        return {"loss": loss}
+
+
+def build_ldm(cfg: LDMExperimentConfig, data: LatentDataset) -> LatentDiffusion:
+    meta = data.meta
+    return LatentDiffusion(
+        cfg, meta["latent_shape"], data.num_classes, meta["autoencoder"], meta["stats"]
+    )
+
+
+def build_ldm_task(cfg: LDMExperimentConfig, ldm: LatentDiffusion, run_dir: Path, device: torch.device,
+                   extra_eval=None) -> TrainTask:  # fmt: skip
+    """The loop's task: DiT loss; samples decode a fixed class grid; export writes RUN/model.
+    ``extra_eval(ema_ldm, step)`` runs at every sample point (the convergence experiment's FID)."""
+    autoencoder = ldm.load_autoencoder(device=device)
+
+    def compute(wrapped: dict[str, nn.Module], batch: Batch, gens: list, step: int) -> dict:
+        out = wrapped["model"](batch.images.to(device).float(), batch.labels.to(device), gens)
+        return {"model": out["loss"], "loss": out["loss"]}
+
+    def on_sample(ema: nn.Module, step: int) -> None:
+        images = generate_images(ema, autoencoder, num=16, num_steps=cfg.diffusion.num_steps,
+                                 cfg_scale=cfg.cfg_scale, seed=0)  # fmt: skip
+        save_grid(images, run_dir / "samples" / f"step_{step:08d}.png", 8, upscale=2)
+        if extra_eval is not None:
+            extra_eval(ema, step)
+
+    def on_export(ema: nn.Module) -> None:
+        ema.save_pretrained(run_dir / "model")
+
+    return TrainTask(
+        {"model": DiTLoss(ldm)}, {"model": cfg.train.lr}, compute, on_sample, on_export
+    )
+
+
+@torch.no_grad()
+def generate_images(
+    ldm: LatentDiffusion,
+    autoencoder: Autoencoder,
+    num: int,
+    num_steps: int,
+    cfg_scale: float,
+    seed: int = 0,
+    labels: Tensor | None = None,
+    ae_steps: int | None = None,
+    batch_size: int = 64,
+    start: int = 0,
+) -> Tensor:
+    """uint8 images (num, 3, H, W): sample i uses class i % K (unless ``labels``) and its own
+    seeds for the DiT noise and the decoder noise, so it is the same in any batch."""
+    ldm.eval()
+    device = next(ldm.parameters()).device
+    index = torch.arange(start, start + num)
+    labels = index % ldm.num_classes if labels is None else labels
+    out = []
+    for chunk in range(0, num, batch_size):
+        idx = index[chunk : chunk + batch_size].tolist()
+        y = labels[chunk : chunk + batch_size].to(device)
+        z = ldm.sample_latents(
+            y,
+            num_steps,
+            cfg_scale,
+            generators_from_seeds([seed * 1_000_003 + i for i in idx], device),
+        )
+        z = ldm.denormalize(z)
+        gens = generators_from_seeds([seed * 1_000_003 + i + 500_000 for i in idx], device)
+        out.append(to_uint8(autoencoder.decode(z, num_steps=ae_steps, generator=gens)).cpu())
+    return torch.cat(out)

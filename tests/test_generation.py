@@ -1,0 +1,169 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import dgae.generation.cache as cache_mod
+from dgae import build_autoencoder
+from dgae.cli.main import main
+from dgae.config import DiTConfig, LDMExperimentConfig, apply_overrides, get_preset
+from dgae.generation.cache import LatentDataset, cache_latents
+from dgae.generation.dit import DiT, apply_rope, rope_2d
+from dgae.generation.ldm import LatentDiffusion, generate_images
+from dgae.training.distributed import DistInfo
+
+ONE = DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+def _randomise(module, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("rope", [True, False])
+def test_adaln_zero_blocks_are_identity_at_init(rope):
+    dit = DiT(DiTConfig(depth=2, hidden=32, heads=2, rope=rope), 4, 8, 10)
+    x, t, y = torch.randn(3, 4, 8, 8), torch.rand(3), torch.tensor([0, 5, 10])
+    tokens, c = torch.randn(3, 16, 32), torch.randn(3, 32)
+    table = rope_2d(4, 4, 16, torch.device("cpu")) if rope else None
+    for block in dit.blocks:
+        assert torch.equal(block(tokens, c, table), tokens)
+    assert torch.equal(dit(x, t, y), torch.zeros_like(x))  # the final layer is zero too
+
+
+def test_guidance_scale_one_is_the_conditional_model_and_interval_applies():
+    dit = DiT(DiTConfig(depth=2, hidden=32, heads=2), 4, 8, 10)
+    _randomise(dit)
+    x, y = torch.randn(4, 4, 8, 8), torch.tensor([1, 2, 3, 4])
+    t = torch.tensor([0.1, 0.4, 0.6, 0.9])
+    cond = dit(x, t, y)
+    assert torch.allclose(dit.forward_with_guidance(x, t, y, 1.0), cond, atol=1e-6)
+    guided = dit.forward_with_guidance(x, t, y, 3.0, interval=(0.3, 0.7))
+    outside = torch.tensor([True, False, False, True])
+    assert torch.allclose(guided[outside], cond[outside], atol=1e-6)
+    assert not torch.allclose(guided[~outside], cond[~outside], atol=1e-3)
+
+
+def test_rope_is_a_rotation():
+    cos, sin = rope_2d(3, 3, 8, torch.device("cpu"))
+    q = torch.randn(2, 1, 9, 8)
+    assert torch.allclose(apply_rope(q, cos, sin).norm(dim=-1), q.norm(dim=-1), atol=1e-5)
+    assert torch.allclose(apply_rope(q, cos, sin)[:, :, 0], q[:, :, 0])  # position (0, 0): no turn
+
+
+@pytest.fixture(scope="module")
+def ae_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_autoencoder(get_preset("dgae-tiny").model)
+    with torch.no_grad():  # the zero-initialised output would decode every latent to grey
+        model.decoder.unet.conv_out.weight.normal_(0, 0.3)
+    path = tmp_path_factory.mktemp("ae") / "model"
+    model.save_pretrained(path)
+    return path
+
+
+def test_resumed_cache_is_identical(ae_dir, tmp_path, monkeypatch):
+    args = dict(spec="photos", resolution=16, dist=ONE, sample=True, flip=True, shard_size=8,
+                num_items=20, progress=False)  # fmt: skip
+    cache_latents(ae_dir, out=tmp_path / "straight", **args)
+    real, calls = cache_mod.save_file, {"n": 0}
+
+    def crash_on_second(tensors, path):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(tensors, path)
+
+    monkeypatch.setattr(cache_mod, "save_file", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        cache_latents(ae_dir, out=tmp_path / "resumed", **args)
+    with pytest.raises(ValueError, match="incomplete"):
+        LatentDataset(tmp_path / "resumed")
+    monkeypatch.setattr(cache_mod, "save_file", real)
+    meta = cache_latents(ae_dir, out=tmp_path / "resumed", **args)
+    assert meta["complete"] and meta["num_shards"] == 3
+    from safetensors.torch import load_file
+
+    for i in range(3):
+        a = load_file(str(tmp_path / "straight" / f"shard_{i:05d}.safetensors"))
+        b = load_file(str(tmp_path / "resumed" / f"shard_{i:05d}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    data = LatentDataset(tmp_path / "straight")
+    both = torch.cat(data.views)
+    assert torch.allclose(both.mean(dim=(0, 2, 3)), torch.zeros(2), atol=1e-5)
+    assert torch.allclose(both.std(dim=(0, 2, 3)), torch.ones(2), atol=1e-3)
+    with pytest.raises(ValueError, match="other settings"):
+        cache_latents(ae_dir, out=tmp_path / "straight", **{**args, "sample": False})
+
+
+def test_cache_train_sample_end_to_end(ae_dir, tmp_path):
+    cache, run, samples = tmp_path / "cache", tmp_path / "run", tmp_path / "samples"
+    assert main(["cache-latents", "--model", str(ae_dir), "--data", "photos", "--resolution", "16",
+                 "--num-images", "32", "--out", str(cache)]) == 0  # fmt: skip
+    assert main(["ldm-train", "--latents", str(cache), "--preset", "dit-tiny", "--out", str(run),
+                 "--no-progress", "train.total_steps=4", "train.batch_size=8",
+                 "train.sample_every=2"]) == 0  # fmt: skip
+    assert (run / "model" / "model.safetensors").exists() and (run / "samples").is_dir()
+    record = json.loads((run / "model" / "config.json").read_text())
+    assert record["autoencoder"]["path"] == str(ae_dir.resolve())
+    assert main(["ldm-sample", "--ldm", str(run / "model"), "--num", "6", "--steps", "3",
+                 "--cfg", "2.0", "--out", str(samples), "--fid-data", "photos"]) == 0  # fmt: skip
+    npz = np.load(samples / "samples.npz")
+    assert npz["images"].shape == (6, 16, 16, 3) and npz["images"].dtype == np.uint8
+    assert json.loads((samples / "scores.json").read_text())["num_samples"] == 6
+
+
+def _tiny_ldm(ae_dir):
+    cfg = get_preset("dit-tiny", LDMExperimentConfig)
+    cfg = apply_overrides(cfg, ["dit.depth=1", "dit.hidden=32", "dit.heads=2"])
+    from dgae.generation.cache import fingerprint
+
+    record = {"path": str(ae_dir), "fingerprint": fingerprint(ae_dir)}
+    ldm = LatentDiffusion(cfg, [2, 4, 4], 3, record, {"mean": [0.0, 0.0], "std": [1.0, 1.0]})
+    _randomise(ldm.dit)
+    return ldm
+
+
+def test_sampling_is_deterministic_per_seed_regardless_of_batch(ae_dir):
+    ldm = _tiny_ldm(ae_dir)
+    ae = ldm.load_autoencoder()
+    a = generate_images(ldm, ae, 5, num_steps=3, cfg_scale=2.0, seed=1, batch_size=5, ae_steps=1)
+    b = generate_images(ldm, ae, 5, num_steps=3, cfg_scale=2.0, seed=1, batch_size=2, ae_steps=1)
+    c = generate_images(ldm, ae, 1, num_steps=3, cfg_scale=2.0, seed=1, start=3, ae_steps=1)
+    assert (a.int() - b.int()).abs().max() <= 1 and (a[3:4].int() - c.int()).abs().max() <= 1
+    assert not torch.equal(a[0], a[1])
+
+
+def test_bad_inputs_name_both_sides(ae_dir, tmp_path):
+    ldm = _tiny_ldm(ae_dir)
+    with pytest.raises(ValueError, match=r"class label 3 is out of range \[0, 3\)"):
+        ldm.sample_latents(torch.tensor([0, 3]), 2, 1.0, None)
+    other = tmp_path / "other"
+    torch.manual_seed(1)
+    build_autoencoder(get_preset("dgae-tiny").model).save_pretrained(other)
+    with pytest.raises(ValueError, match="is not the one these latents came from"):
+        ldm.load_autoencoder(other)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "meta.json").write_text(
+        json.dumps({"format": "dgae-latent-cache", "complete": True})
+    )
+    with pytest.raises(ValueError, match="no statistics"):
+        LatentDataset(tmp_path / "c")
+
+
+def test_training_on_other_latents_is_refused(ae_dir, tmp_path):
+    args = dict(spec="photos", resolution=16, dist=ONE, shard_size=16, num_items=16, progress=False)
+    cache_latents(ae_dir, out=tmp_path / "a", **args)
+    cache_latents(ae_dir, out=tmp_path / "b", **{**args, "resolution": 32})
+    from dgae.generation.train import train_ldm
+
+    cfg = apply_overrides(get_preset("dit-tiny", LDMExperimentConfig),
+                          ["train.total_steps=1", "train.batch_size=4", "dit.depth=1"])  # fmt: skip
+    train_ldm(cfg, tmp_path / "a", tmp_path / "run", ONE, progress=False)
+    with pytest.raises(
+        ValueError, match=r"latent_shape=\[2, 4, 4\], but these have latent_shape=\[2, 8, 8\]"
+    ):
+        train_ldm(cfg, tmp_path / "b", tmp_path / "run", ONE, progress=False)
