@@ -21,7 +21,7 @@ class InceptionFeatures:
 
     name = "inception-2015-12-05"
 
-    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 50) -> None:
+    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 8) -> None:
         self.device = torch.device(device)
         self.batch_size = batch_size
         with warnings.catch_warnings():  # TorchScript is the format this reference network ships in

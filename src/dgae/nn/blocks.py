@@ -10,9 +10,13 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 
-def num_groups(channels: int, max_groups: int = 32) -> int:
-    """Largest divisor of ``channels`` that is <= ``max_groups`` (tiny test widths need this)."""
-    return next(g for g in range(min(max_groups, channels), 0, -1) if channels % g == 0)
+def num_groups(channels: int, max_groups: int = 32, min_group_size: int = 4) -> int:
+    """Largest divisor of ``channels`` that is <= ``max_groups`` and leaves >= ``min_group_size``
+    channels per group. At SD-VAE widths (>= 128) this is the usual 32; narrow layers would
+    otherwise get one channel per group, i.e. InstanceNorm, which erases each channel's spatial
+    mean (global colour and brightness) at every normalisation."""
+    limit = max(1, min(max_groups, channels // min_group_size))
+    return next(g for g in range(limit, 0, -1) if channels % g == 0)
 
 
 def group_norm(channels: int, affine: bool = True) -> nn.GroupNorm:
