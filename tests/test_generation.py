@@ -167,3 +167,13 @@ def test_training_on_other_latents_is_refused(ae_dir, tmp_path):
         ValueError, match=r"latent_shape=\[2, 4, 4\], but these have latent_shape=\[2, 8, 8\]"
     ):
         train_ldm(cfg, tmp_path / "b", tmp_path / "run", ONE, progress=False)
+
+
+def test_ldm_experiment_cli_end_to_end(tmp_path):
+    out = tmp_path / "exp"
+    assert main(["ldm-experiment", "--data", "photos", "--resolution", "16", "--size", "tiny",
+                 "--out", str(out), "--ae-steps", "2", "--dit-steps", "2", "--eval-every", "1",
+                 "--fid-samples", "4", "--ref-images", "8"]) == 0  # fmt: skip
+    report = (out / "report.md").read_text()
+    assert "| dgae-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
+    assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-c2.png").exists()

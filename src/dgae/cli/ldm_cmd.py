@@ -68,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--fid-samples", type=int, default=500)
     p.add_argument("--cfg", type=float, default=1.5)
+    p.add_argument("--ref-images", type=int, default=2000, help="held-out images for the reference")
+    p.add_argument("--resolution", type=int, default=32)
+    p.add_argument("--size", default="small", help="autoencoder preset size of both arms")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_experiment)
 
@@ -153,7 +156,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_experiment(args: argparse.Namespace) -> int:
     from dgae.generation.experiment import run_experiment as run
 
-    report = run(Path(args.out), args.data, 32, args.ae_steps, args.dit_preset, args.dit_steps,
-                 args.eval_every, args.fid_samples, args.cfg, args.seed)  # fmt: skip
+    report = run(Path(args.out), args.data, args.resolution, args.ae_steps, args.dit_preset, args.dit_steps,
+                 args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size)  # fmt: skip
     print(f"report: {report}")
     return 0

@@ -21,10 +21,14 @@ from dgae.training.distributed import init_distributed
 from dgae.training.reporting import read_metrics, save_grid
 from dgae.training.run import train_autoencoder
 
-ARMS = (
-    ("dgae-c2", "dgae-small", ()),
-    ("baseline-c4", "baseline-small", ("model.latent_channels=4",)),
-)
+
+def arms(size: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(name, preset, overrides): DGAE with its preset's c channels, the baseline with 2c."""
+    c = get_preset(f"dgae-{size}").model.latent_channels
+    return [
+        (f"dgae-c{c}", f"dgae-{size}", ()),
+        (f"baseline-c{2 * c}", f"baseline-{size}", (f"model.latent_channels={2 * c}",)),
+    ]
 
 
 def run_experiment(
@@ -38,12 +42,14 @@ def run_experiment(
     fid_samples: int = 500,
     cfg_scale: float = 1.5,
     seed: int = 0,
+    ref_images: int = 2000,
+    size: str = "small",
 ) -> Path:
     """Run both arms (each stage resumes) and write ``out/report.md``."""
     dist = init_distributed("cpu")
     features = InceptionFeatures()
-    reference = reference_features(data, resolution, features, split="val")
-    for name, preset, overrides in ARMS:
+    reference = reference_features(data, resolution, features, split="val", num=ref_images)
+    for name, preset, overrides in arms(size):
         ae_dir, cache_dir, ldm_dir = (
             out / f"ae-{name}",
             out / f"latents-{name}",
@@ -86,11 +92,13 @@ def run_experiment(
             ema, ema.load_autoencoder(), 64, ldm_cfg.diffusion.num_steps, cfg_scale, seed
         )
         save_grid(images, out / f"samples-{name}.png", 8, upscale=2)
-    return write_report(out, data, ae_steps, dit_preset, dit_steps, fid_samples, cfg_scale)
+    return write_report(
+        out, arms(size), data, ae_steps, dit_preset, dit_steps, fid_samples, cfg_scale, ref_images
+    )
 
 
-def write_report(out: Path, data: str, ae_steps: int, dit_preset: str, dit_steps: int,
-                 fid_samples: int, cfg_scale: float) -> Path:  # fmt: skip
+def write_report(out: Path, arms: list, data: str, ae_steps: int, dit_preset: str, dit_steps: int,
+                 fid_samples: int, cfg_scale: float, ref_images: int) -> Path:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +106,7 @@ def write_report(out: Path, data: str, ae_steps: int, dit_preset: str, dit_steps
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     rows = []
-    for name, _, _ in ARMS:
+    for name, _, _ in arms:
         log = read_metrics(out / f"dit-{name}" / "fid.jsonl")
         for ax, key in zip(axes, ("gfid", "kid"), strict=True):
             ax.plot([r["step"] for r in log], [r[key] for r in log], marker="o", label=name)
@@ -113,11 +121,11 @@ def write_report(out: Path, data: str, ae_steps: int, dit_preset: str, dit_steps
     plt.close(fig)
     text = f"""# Latent DiT convergence on {data}
 
-Autoencoders: {ARMS[0][0]} ({ARMS[0][1]}) and {ARMS[1][0]} ({ARMS[1][1]}, twice the channels),
+Autoencoders: {arms[0][0]} ({arms[0][1]}) and {arms[1][0]} ({arms[1][1]}, twice the channels),
 {ae_steps} steps each. DiT: `{dit_preset}`, {dit_steps} steps on each cache, equal budget.
-gFID/KID: {fid_samples} samples (classes round-robin, guidance {cfg_scale}) against the held-out
-split's Inception features; {fid_samples} samples make gFID biased upward, so compare the two
-curves, not absolute values.
+gFID/KID: {fid_samples} samples (classes round-robin, guidance {cfg_scale}) against the Inception
+features of the first {ref_images} held-out images; so few samples make gFID biased upward:
+compare the two curves, not absolute values with other papers.
 
 | latents | step | gFID | KID×1000 |
 |---|---|---|---|
@@ -125,7 +133,7 @@ curves, not absolute values.
 
 ![gFID vs steps](fid_vs_steps.png)
 
-Samples: ![{ARMS[0][0]}](samples-{ARMS[0][0]}.png) ![{ARMS[1][0]}](samples-{ARMS[1][0]}.png)
+Samples: ![{arms[0][0]}](samples-{arms[0][0]}.png) ![{arms[1][0]}](samples-{arms[1][0]}.png)
 """
     (out / "report.md").write_text(text)
     return out / "report.md"
