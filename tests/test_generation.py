@@ -177,3 +177,39 @@ def test_ldm_experiment_cli_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "| dgae-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
     assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-c2.png").exists()
+
+
+def test_two_process_cache_equals_one(ae_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    common = ["-m", "dgae", "cache-latents", "--model", str(ae_dir), "--data", "photos",
+              "--resolution", "16", "--num-images", "20", "--shard-size", "6", "--sample"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for out, launcher in (
+        ("one", []),
+        ("two", ["-m", "torch.distributed.run", "--nproc_per_node=2"]),
+    ):
+        cmd = [sys.executable, *launcher, *common, "--out", str(tmp_path / out)]
+        if launcher:
+            cmd = [
+                sys.executable,
+                *launcher,
+                "-m",
+                "dgae",
+                *common[2:],
+                "--out",
+                str(tmp_path / out),
+            ]
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+    from safetensors.torch import load_file
+
+    for i in range(4):
+        a = load_file(str(tmp_path / "one" / f"shard_{i:05d}.safetensors"))
+        b = load_file(str(tmp_path / "two" / f"shard_{i:05d}.safetensors"))
+        assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    one = json.loads((tmp_path / "one" / "meta.json").read_text())["stats"]
+    two = json.loads((tmp_path / "two" / "meta.json").read_text())["stats"]
+    assert one == two

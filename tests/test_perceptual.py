@@ -54,3 +54,26 @@ def test_missing_weights_name_file_place_and_command(tmp_path, monkeypatch):
         build_perceptual("lpips-vgg")
     with pytest.raises(ValueError, match="unknown perceptual network 'squeeze'"):
         build_perceptual("squeeze")
+
+
+def test_lpips_vgg_loads_a_torchvision_state_dict(tmp_path, monkeypatch):
+    """The paper's LPIPS-VGG: torchvision's VGG16 key layout + the LPIPS heads (random values
+    here; the real file is user-supplied)."""
+    import shutil
+
+    from dgae.losses.perceptual import load_lpips_vgg, vgg16_trunk
+    from dgae.weights import weight_path
+
+    if not weights_present("lpips-vgg-heads"):
+        pytest.skip("lpips-vgg-heads not cached; run `make weights`")
+    heads = weight_path("lpips-vgg-heads")
+    features, _ = vgg16_trunk(shift_tolerant=False)
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as in the real file
+    monkeypatch.setenv("DGAE_HOME", str(tmp_path))
+    torch.save(state, tmp_path / "vgg16-397923af.pth")
+    shutil.copy(heads, tmp_path / heads.name)
+    lp = load_lpips_vgg()
+    x, y = _pair()
+    assert lp.name == "LPIPS-VGG" and (lp(x, y) > 0).all() and torch.equal(lp(x, x), torch.zeros(3))
+    assert torch.equal(lp.features[0].weight, state["features.0.weight"])

@@ -132,7 +132,12 @@ def _loss_plot(out: Path, names: list[str]) -> None:
         for ax, key in zip(axes, ("loss", "loss/perceptual"), strict=True):
             ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
     for ax, title in zip(
-        axes, ("total training loss", "perceptual term (ST-LPIPS-Alex)"), strict=True
+        axes,
+        (
+            "total training loss",
+            "perceptual term (ST-LPIPS-Alex; DGAE: of x0_hat at the sampled t)",
+        ),
+        strict=True,
     ):
         ax.set_title(title)
         ax.set_xlabel("step")

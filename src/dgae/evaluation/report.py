@@ -50,15 +50,18 @@ def plot_quality_vs_nfe(evals: list[dict], out: Path) -> None:
     nfes = sorted({r["nfe"] for e in evals for r in e["results"]})
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, (key, label) in zip(axes, keys, strict=True):
-        for e in evals:
+        for k, e in enumerate(evals):
             pts = [(r["nfe"], r[key]) for r in e["results"] if r[key] is not None]
             if not pts:
                 continue
-            if len(pts) == 1 and len(nfes) > 1:
-                ax.axhline(pts[0][1], ls="--", lw=1, label=e["model"], color=None)
+            style = dict(color=f"C{k}", label=e["model"])
+            if len(pts) == 1 and len(nfes) > 1:  # a one-pass decoder: a horizontal reference
+                ax.axhline(pts[0][1], ls="--", lw=1.2, **style)
             else:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=e["model"])
+                ax.plot(*zip(*pts, strict=True), marker="o", **style)
         ax.set_xscale("log")
+        ax.set_xticks(nfes, [str(n) for n in nfes])
+        ax.minorticks_off()
         ax.set_xlabel("decoder NFE")
         ax.set_title(label)
         ax.grid(alpha=0.3)

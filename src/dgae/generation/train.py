@@ -8,12 +8,11 @@ from pathlib import Path
 import torch
 
 from dgae.config import LDMExperimentConfig, save_json
-from dgae.data.loader import ResumableSampler, build_loader
 from dgae.generation.cache import LatentDataset
 from dgae.generation.ldm import build_ldm, build_ldm_task
 from dgae.training.distributed import DistInfo, barrier, init_distributed
 from dgae.training.loop import Trainer
-from dgae.training.reporting import MetricsWriter
+from dgae.training.run import run_task
 
 
 def check_latents_match(run_dir: Path, data: LatentDataset) -> None:
@@ -50,14 +49,4 @@ def train_ldm(
     torch.manual_seed(cfg.train.seed)
     ldm = build_ldm(cfg, data)
     task = build_ldm_task(cfg, ldm, run_dir, dist.device, extra_eval)
-    trainer = Trainer(task, cfg.train, run_dir, dist, progress)
-    trainer.resume()
-    consumed = trainer.step * trainer.micro * cfg.train.grad_accum
-    sampler = ResumableSampler(len(data), dist.rank, dist.world, cfg.train.seed, start=consumed)
-    loader = build_loader(data, trainer.micro, sampler, 0)
-    metrics = MetricsWriter(run_dir, cfg.train.tensorboard) if dist.is_main else None
-    trainer.fit(iter(loader), metrics)
-    if trainer.status == "done" and dist.is_main:
-        task.on_export(trainer.ema.model)
-    barrier(dist)
-    return trainer
+    return run_task(task, cfg.train, data, run_dir, dist, progress)

@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from dgae.autoencoder import Autoencoder
-from dgae.config import ExperimentConfig, load_json, save_json, to_dict
+from dgae.config import ExperimentConfig, TrainConfig, load_json, save_json, to_dict
 from dgae.data.loader import ResumableSampler, build_dataset, build_loader
 from dgae.training.autoencoder_task import build_autoencoder_task, export_model
 from dgae.training.checkpoint import latest_checkpoint, load_checkpoint
 from dgae.training.distributed import DistInfo, barrier, init_distributed
-from dgae.training.loop import Trainer
+from dgae.training.loop import Trainer, TrainTask
 from dgae.training.reporting import MetricsWriter
 
 NUM_GRID_IMAGES = 8
@@ -63,16 +64,28 @@ def train_autoencoder(
     val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
     model = Autoencoder(cfg.model)
     task = build_autoencoder_task(cfg, model, train_data, val_images, run_dir, dist.device)
-    trainer = Trainer(task, cfg.train, run_dir, dist, progress)
+    return run_task(task, cfg.train, train_data, run_dir, dist, progress, d.num_workers)
+
+
+def run_task(
+    task: TrainTask,
+    cfg: TrainConfig,
+    data: Dataset,
+    run_dir: Path,
+    dist: DistInfo,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> Trainer:
+    """Resume ``task`` from ``run_dir`` if it holds a checkpoint, feed it ``data`` from exactly
+    where it stopped, train to the end and export on the main process."""
+    trainer = Trainer(task, cfg, run_dir, dist, progress)
     trainer.resume()
-    consumed = trainer.step * trainer.micro * cfg.train.grad_accum
-    sampler = ResumableSampler(
-        len(train_data), dist.rank, dist.world, cfg.train.seed, shuffle=True, start=consumed
-    )
-    loader = build_loader(train_data, trainer.micro, sampler, d.num_workers)
-    metrics = MetricsWriter(run_dir, cfg.train.tensorboard) if dist.is_main else None
-    status = trainer.fit(iter(loader), metrics)
-    if status == "done" and dist.is_main:
+    consumed = trainer.step * trainer.micro * cfg.grad_accum  # keys this rank already used
+    sampler = ResumableSampler(len(data), dist.rank, dist.world, cfg.seed, start=consumed)
+    loader = build_loader(data, trainer.micro, sampler, num_workers)
+    metrics = MetricsWriter(run_dir, cfg.tensorboard) if dist.is_main else None
+    trainer.fit(iter(loader), metrics)
+    if trainer.status == "done" and dist.is_main and task.on_export is not None:
         task.on_export(trainer.ema.model)
     barrier(dist)
     return trainer
