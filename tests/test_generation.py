@@ -173,7 +173,7 @@ def test_ldm_experiment_cli_end_to_end(tmp_path):
     out = tmp_path / "exp"
     assert main(["ldm-experiment", "--data", "photos", "--resolution", "16", "--size", "tiny",
                  "--out", str(out), "--ae-steps", "2", "--dit-steps", "2", "--eval-every", "1",
-                 "--fid-samples", "4", "--ref-images", "8"]) == 0  # fmt: skip
+                 "--fid-samples", "4", "--ref-images", "8", "--cache-images", "32"]) == 0  # fmt: skip
     report = (out / "report.md").read_text()
     assert "| dgae-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
     assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-c2.png").exists()

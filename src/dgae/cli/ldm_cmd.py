@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-images", type=int, default=2000, help="held-out images for the reference")
     p.add_argument("--resolution", type=int, default=32)
     p.add_argument("--size", default="small", help="autoencoder preset size of both arms")
+    p.add_argument("--cache-images", type=int, default=0, help="images to cache (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run_experiment)
 
@@ -157,6 +158,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     from dgae.generation.experiment import run_experiment as run
 
     report = run(Path(args.out), args.data, args.resolution, args.ae_steps, args.dit_preset, args.dit_steps,
-                 args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size)  # fmt: skip
+                 args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size,
+                 args.cache_images)  # fmt: skip
     print(f"report: {report}")
     return 0

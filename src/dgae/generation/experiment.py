@@ -44,6 +44,7 @@ def run_experiment(
     seed: int = 0,
     ref_images: int = 2000,
     size: str = "small",
+    cache_images: int = 0,
 ) -> Path:
     """Run both arms (each stage resumes) and write ``out/report.md``."""
     dist = init_distributed("cpu")
@@ -61,7 +62,8 @@ def run_experiment(
                                  f"train.seed={seed}", "data.color_augment=false"])  # fmt: skip
         train_autoencoder(ae_cfg, ae_dir, dist)
         print(f"== {name}: caching latents", flush=True)
-        cache_latents(ae_dir / "model", data, resolution, cache_dir, dist, seed=seed)
+        cache_latents(ae_dir / "model", data, resolution, cache_dir, dist, seed=seed,
+                      num_items=cache_images)  # fmt: skip
         print(f"== {name}: DiT ({dit_preset}), gFID every {eval_every} steps", flush=True)
         ldm_cfg = apply_overrides(get_preset(dit_preset, LDMExperimentConfig),
                                   [f"train.total_steps={dit_steps}", f"train.sample_every={eval_every}",
