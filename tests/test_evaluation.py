@@ -187,3 +187,19 @@ def test_two_process_eval_matches_one(tiny_model_dir, tmp_path):
     for ra, rb in zip(a, b, strict=True):
         for k in ("psnr", "ssim", "rfid", "kid"):
             assert abs(ra[k] - rb[k]) <= 5e-5 * max(1.0, abs(ra[k])), (k, ra[k], rb[k])
+
+
+def test_bench_report_math_and_cli(tmp_path, capsys):
+    from dgae.evaluation.bench import Timing, format_report
+
+    dgae = {"encode": Timing(100.0, 1e10), "decode@2": Timing(50.0, 4e10)}
+    base = {"encode": Timing(200.0), "decode": Timing(500.0), "decode (vs decode@2)": Timing(400.0)}
+    table = format_report(dgae, base, peak=10.0)
+    # ratio 100/200; 1e10 FLOP/img * 100 img/s = 1 TFLOP/s = 10 % of a 10 TFLOP/s peak
+    assert "| encode | 100.0 | 200.0 | 0.500 | 1.0 | 10.0% |" in table
+    assert "| decode@2 | 50.0 | 400.0 | 0.125 | 2.0 | 20.0% |" in table  # its interleaved baseline
+    assert main(["bench", "--size", "tiny", "--steps", "1,2", "--repeats", "1", "--iters", "1",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "bench.json").read_text())
+    assert set(record["results"]["dgae"]) == {"encode", "decode@1", "decode@2", "train_step"}
+    assert "DGAE / baseline" in capsys.readouterr().out

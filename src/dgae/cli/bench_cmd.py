@@ -29,19 +29,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dgae.config import get_preset
-    from dgae.evaluation.bench import bench_model, format_report, peak_tflops
+    from dgae.evaluation.bench import bench_pair, format_report, peak_tflops
     from dgae.evaluation.protocol import parse_steps
 
     device = pick_device(args.device)
     steps = parse_steps(args.steps)
     cfgs = {kind: get_preset(f"{kind}-{args.size}") for kind in ("dgae", "baseline")}
     res = args.resolution or cfgs["dgae"].data.resolution
-    results = {
-        kind: bench_model(
-            cfg, res, args.batch_size, device, steps, args.repeats, args.iters, args.bf16
-        )
-        for kind, cfg in cfgs.items()
-    }
+    results, peak_gib = bench_pair(cfgs["dgae"], cfgs["baseline"], res, args.batch_size, device,
+                                   steps, args.repeats, args.iters, args.bf16)  # fmt: skip
     peak = peak_tflops(device, args.peak_tflops)
     card = (
         torch.cuda.get_device_name(device)
@@ -51,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
     head = (f"dgae bench: {args.size} presets at {res}px, batch {args.batch_size}, "
             f"{'bf16' if args.bf16 else 'fp32'}, {card}, median of {args.repeats}\n\n")  # fmt: skip
     report = head + format_report(results["dgae"], results["baseline"], peak)
+    if peak_gib is not None:
+        report += f"\nPeak GPU memory of the run: {peak_gib:.1f} GiB\n"
     print(report)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "bench.md").write_text(report)
         data = {k: {m: asdict(t) for m, t in v.items()} for k, v in results.items()}
-        (out / "bench.json").write_text(json.dumps({"device": card, "results": data}, indent=2))
+        record = {"device": card, "peak_memory_gib": peak_gib, "results": data}
+        (out / "bench.json").write_text(json.dumps(record, indent=2))
     return 0

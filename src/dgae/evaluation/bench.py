@@ -34,20 +34,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(
-    fn: Callable[[], None], batch: int, device: torch.device, repeats: int, iters: int
-) -> float:
-    """Median images/s over ``repeats`` windows of ``iters`` calls (after one warm-up window)."""
-    fn()
+def measure_interleaved(
+    fns: list[Callable[[], None]], batch: int, device: torch.device, repeats: int, iters: int
+) -> list[float]:
+    """Median images/s of each function, timed in alternating windows (A B A B ...) after one
+    warm-up window each, so both models see the same machine state (clocks, caches, load)."""
+    for fn in fns:
+        fn()
     _sync(device)
-    rates = []
+    rates: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        _sync(device)
-        rates.append(batch * iters / (time.perf_counter() - t0))
-    return statistics.median(rates)
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            _sync(device)
+            rates[k].append(batch * iters / (time.perf_counter() - t0))
+    return [statistics.median(r) for r in rates]
 
 
 def count_flops(fn: Callable[[], None]) -> float:
@@ -65,17 +68,11 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def bench_model(
-    cfg: ExperimentConfig,
-    resolution: int,
-    batch: int,
-    device: torch.device,
-    steps: tuple[int, ...],
-    repeats: int,
-    iters: int,
-    bf16: bool,
-) -> dict[str, Timing]:
-    """Timings of one autoencoder: 'encode', 'decode@NFE' (or 'decode') and 'train_step'."""
+def workloads(
+    cfg: ExperimentConfig, resolution: int, batch: int, device: torch.device,
+    steps: tuple[int, ...], bf16: bool,
+) -> dict[str, Callable[[], None]]:  # fmt: skip
+    """Named closures for one autoencoder: 'encode', 'decode@NFE' (or 'decode'), 'train_step'."""
     torch.manual_seed(0)
     model = Autoencoder(cfg.model).to(device)
     objective = build_objective(cfg.loss, cfg.model.kind).to(device)
@@ -84,11 +81,17 @@ def bench_model(
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
     with torch.no_grad(), autocast:
         z = model.encode(x).mode()
-    out: dict[str, Timing] = {}
 
     def encode() -> None:
         with torch.no_grad(), autocast:
             model.encode(x).mode()
+
+    def decoder(nfe: int) -> Callable[[], None]:
+        def decode() -> None:
+            with torch.no_grad(), autocast:
+                model.decode(z, num_steps=nfe)
+
+        return decode
 
     def train_step() -> None:
         with autocast:
@@ -97,24 +100,41 @@ def bench_model(
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def flops(fn):
-        return count_flops(fn) / batch if device.type == "cuda" else None
-
-    out["encode"] = Timing(measure(encode, batch, device, repeats, iters), flops(encode))
-    for nfe in steps if model.is_diffusion else (1,):
-
-        def decode(nfe: int = nfe) -> None:
-            with torch.no_grad(), autocast:
-                model.decode(z, num_steps=nfe)
-
-        key = f"decode@{nfe}" if model.is_diffusion else "decode"
-        out[key] = Timing(measure(decode, batch, device, repeats, iters), flops(decode))
-    out["train_step"] = Timing(
-        measure(train_step, batch, device, repeats, iters), flops(train_step)
-    )
-    if device.type == "cuda":
-        out["peak_memory_gib"] = Timing(torch.cuda.max_memory_allocated(device) / 2**30)
+    out = {"encode": encode}
+    if model.is_diffusion:
+        out.update({f"decode@{n}": decoder(n) for n in steps})
+    else:
+        out["decode"] = decoder(1)
+    out["train_step"] = train_step
     return out
+
+
+def bench_pair(
+    dgae: ExperimentConfig,
+    baseline: ExperimentConfig,
+    resolution: int,
+    batch: int,
+    device: torch.device,
+    steps: tuple[int, ...],
+    repeats: int,
+    iters: int,
+    bf16: bool,
+) -> tuple[dict[str, dict[str, Timing]], float | None]:
+    """Timings of DGAE and the baseline, and the peak GPU memory in GiB (None on CPU). Every DGAE
+    workload is interleaved with its baseline counterpart (the one-pass decode for every NFE)."""
+    fa = workloads(dgae, resolution, batch, device, steps, bf16)
+    fb = workloads(baseline, resolution, batch, device, steps, bf16)
+    res: dict[str, dict[str, Timing]] = {"dgae": {}, "baseline": {}}
+    for key, fn in fa.items():
+        ref_key = "decode" if key.startswith("decode") else key
+        ra, rb = measure_interleaved([fn, fb[ref_key]], batch, device, repeats, iters)
+        flops = count_flops(fn) / batch if device.type == "cuda" else None
+        res["dgae"][key] = Timing(ra, flops)
+        if ref_key not in res["baseline"]:
+            res["baseline"][ref_key] = Timing(rb)
+        res["baseline"][f"{ref_key} (vs {key})"] = Timing(rb)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return res, peak
 
 
 def format_report(dgae: dict[str, Timing], baseline: dict[str, Timing], peak: float | None) -> str:
@@ -122,9 +142,8 @@ def format_report(dgae: dict[str, Timing], baseline: dict[str, Timing], peak: fl
     lines = ["| measurement | DGAE img/s | baseline img/s | DGAE / baseline | DGAE TFLOP/s | DGAE MFU |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for key, t in dgae.items():
-        if key == "peak_memory_gib":
-            continue
-        ref = baseline.get(key) or baseline.get("decode" if key.startswith("decode") else key)
+        ref_key = "decode" if key.startswith("decode") else key
+        ref = baseline.get(f"{ref_key} (vs {key})") or baseline.get(ref_key)
         ratio = f"{t.images_per_s / ref.images_per_s:.3f}" if ref else "–"
         tflops = t.flops_per_image * t.images_per_s / 1e12 if t.flops_per_image else None
         mfu = f"{tflops / peak:.1%}" if tflops and peak else "–"
@@ -133,7 +152,4 @@ def format_report(dgae: dict[str, Timing], baseline: dict[str, Timing], peak: fl
             f"{f'{tflops:.1f}' if tflops else '–'} | {mfu} |"
             if ref else f"| {key} | {t.images_per_s:.1f} | – | – | – | – |"
         )  # fmt: skip
-    if "peak_memory_gib" in dgae:
-        lines.append(f"\nPeak GPU memory: DGAE {dgae['peak_memory_gib'].images_per_s:.1f} GiB, "
-                     f"baseline {baseline['peak_memory_gib'].images_per_s:.1f} GiB")  # fmt: skip
     return "\n".join(lines) + "\n"
