@@ -174,3 +174,19 @@ def test_resume_with_another_model_is_refused(tmp_path):
     train_autoencoder(cfg("train.total_steps=1"), tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"model\.latent_channels differ"):
         train_autoencoder(cfg("model.latent_channels=3"), tmp_path, progress=False)
+
+
+def test_unreadable_training_files_are_counted_and_listed(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    c = cfg(f"data.spec={folder}", "train.total_steps=3", "train.sample_every=3")
+    train_autoencoder(c, tmp_path / "run", progress=False)
+    listed = (tmp_path / "run" / "skipped_images.txt").read_text().splitlines()
+    assert listed and all(p.endswith("broken.png") for p in listed)
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["skipped_images"] == len(listed)

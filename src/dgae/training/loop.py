@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,7 +54,6 @@ class TrainTask:
     compute: ComputeFn
     on_sample: Callable[[nn.Module, int], None] | None = None
     on_export: Callable[[nn.Module], None] | None = None
-    extra_state: dict[str, object] = field(default_factory=dict)
 
 
 def ema_target(module: nn.Module) -> nn.Module:
@@ -180,10 +179,19 @@ class Trainer:
         torch.set_rng_state(state["rng"])
 
     def save(self) -> None:
-        state = self.state_dict()  # every rank: gathering sharded state is collective
+        """Checkpoint (collective: call on every rank) and list the skipped files of all ranks."""
+        state = self.state_dict()  # gathering sharded state is collective
+        skipped = [self.skipped]
+        if self.dist.enabled:
+            skipped = [None] * self.dist.world
+            torch.distributed.all_gather_object(skipped, self.skipped)
+        self.skipped = []
         if self.dist.is_main:
             save_checkpoint(self.run_dir, self.step, state, self.cfg.keep_checkpoints)
-            self._write_skipped()
+            paths = [p for part in skipped for p in part]
+            if paths:
+                with open(self.run_dir / "skipped_images.txt", "a") as fh:
+                    fh.write("".join(p + "\n" for p in paths))
 
     def resume(self) -> bool:
         """Load the latest checkpoint in the run folder, if any; True when resumed."""
@@ -192,12 +200,6 @@ class Trainer:
             return False
         self.load_state_dict(load_checkpoint(path))
         return True
-
-    def _write_skipped(self) -> None:
-        if self.skipped:
-            with open(self.run_dir / "skipped_images.txt", "a") as fh:
-                fh.write("".join(p + "\n" for p in self.skipped))
-            self.skipped = []
 
     # ------------------------------------------------------------------ the loop
 
