@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--perceptual", default="auto",
                    choices=["auto", "lpips-vgg", "st-lpips-vgg", "st-lpips-alex", "none"],
                    help="auto: LPIPS-VGG when its VGG16 file is present, else ST-LPIPS-VGG")  # fmt: skip
+    p.add_argument("--fid-weights", default=None,
+                   help="FID network file: the cached TorchScript (default) or pytorch-fid's "
+                   "pt_inception-2015-12-05-6726825d.pth state dict")  # fmt: skip
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=run)
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         perceptual = pick_perceptual(args.perceptual)
         perceptual = perceptual.to(dist.device) if perceptual is not None else None
         settings = EvalSettings(resolution, steps, args.num_images, args.seed, args.batch_size)
-        features = InceptionFeatures(dist.device)
+        features = InceptionFeatures(dist.device, weights=args.fid_weights)
         result = evaluate(model, dataset, args.data, settings, dist, features, perceptual,
                           progress=not args.no_progress)  # fmt: skip
         if dist.is_main:

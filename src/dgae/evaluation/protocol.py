@@ -93,8 +93,8 @@ def _gather(obj, dist: DistInfo) -> list:
     return out
 
 
-def feature_cache_path(spec: str, settings: EvalSettings, n: int) -> Path:
-    key = json.dumps([PROTOCOL_VERSION, spec, settings.resolution, n])
+def feature_cache_path(spec: str, settings: EvalSettings, n: int, network: str) -> Path:
+    key = json.dumps([PROTOCOL_VERSION, spec, settings.resolution, n, network])
     return dgae_home() / "fid_stats" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".pt")
 
 
@@ -116,7 +116,7 @@ def evaluate(
     mine = list(range(dist.rank, n, dist.world))
     check_image_sizes(dataset, mine, settings.resolution)
     steps = settings.steps if model.is_diffusion else (1,)
-    cache = feature_cache_path(spec, settings, n)
+    cache = feature_cache_path(spec, settings, n, getattr(features, "name", "custom"))
     need_real = not cache.exists()
     rows: dict[int, dict] = {i: {} for i in mine}
     real_feats: dict[int, torch.Tensor] = {}
