@@ -67,13 +67,12 @@ def run(args: argparse.Namespace) -> int:
     from dgae.evaluation.models import load_for_eval
     from dgae.evaluation.protocol import EvalSettings, evaluate, parse_steps
     from dgae.evaluation.report import clear_previous, write_eval
-    from dgae.training.distributed import cleanup, init_distributed
+    from dgae.training.distributed import distributed_session
 
     steps = parse_steps(args.steps)
     resolution = args.resolution or default_resolution(Path(args.model))
-    dist = init_distributed(args.device)
     out = Path(args.out)
-    try:
+    with distributed_session(args.device) as dist:
         if dist.is_main:
             clear_previous(out)
         model = load_for_eval(args.model, dist.device, args.sampler)
@@ -91,6 +90,4 @@ def run(args: argparse.Namespace) -> int:
         if dist.is_main:
             write_eval(result, out)
             print((out / "eval.md").read_text())
-    finally:
-        cleanup(dist)
     return 0

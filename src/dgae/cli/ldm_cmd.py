@@ -79,15 +79,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cache(args: argparse.Namespace) -> int:
     from dgae.cli.eval_cmd import default_resolution
     from dgae.generation.cache import cache_latents
-    from dgae.training.distributed import cleanup, init_distributed
+    from dgae.training.distributed import distributed_session
 
-    dist = init_distributed(args.device)
-    try:
+    with distributed_session(args.device) as dist:
         meta = cache_latents(args.model, args.data, args.resolution or default_resolution(Path(args.model)),
                              args.out, dist, args.sample, args.flip, args.seed, args.shard_size,
                              args.batch_size, args.num_images)  # fmt: skip
-    finally:
-        cleanup(dist)
     if dist.is_main:
         print(
             f"{meta['num_items']} latents {meta['latent_shape']} in {meta['num_shards']} shards -> {args.out}"
@@ -104,13 +101,10 @@ def run_train(args: argparse.Namespace) -> int:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
     from dgae.generation.train import train_ldm
-    from dgae.training.distributed import cleanup, init_distributed
+    from dgae.training.distributed import distributed_session
 
-    dist = init_distributed(args.device)
-    try:
+    with distributed_session(args.device) as dist:
         status = train_ldm(cfg, args.latents, args.out, dist, not args.no_progress).status
-    finally:
-        cleanup(dist)
     if dist.is_main:
         print(
             f"{status}: {'DiT exported to ' + args.out + '/model' if status == 'done' else 'rerun to resume'}"

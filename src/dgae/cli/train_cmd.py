@@ -49,14 +49,11 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
-    from dgae.training.distributed import cleanup, init_distributed
+    from dgae.training.distributed import distributed_session
     from dgae.training.run import train_autoencoder
 
-    dist = init_distributed(args.device)
-    try:
+    with distributed_session(args.device) as dist:
         status = train_autoencoder(cfg, args.out, dist, progress=not args.no_progress).status
-    finally:
-        cleanup(dist)
     if dist.is_main:
         if status == "interrupted":
             print(f"interrupted: checkpoint saved in {args.out}/checkpoints; rerun to resume")

@@ -136,7 +136,12 @@ class DiT(nn.Module):
         self.t_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
         self.y_embed = nn.Embedding(num_classes + 1, d)  # last row: the null label
         nn.init.normal_(self.y_embed.weight, std=0.02)
-        if not cfg.rope:
+        # fixed position tables, built once (non-persistent: derived from the config)
+        if cfg.rope:
+            cos, sin = rope_2d(self.grid, self.grid, d // cfg.heads, torch.device("cpu"))
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
+        else:
             self.register_buffer("pos", sincos_2d(self.grid, self.grid, d), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.depth))
         self.final_norm = _norm(d, cfg.rmsnorm)
@@ -149,10 +154,8 @@ class DiT(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         p, g = self.cfg.patch_size, self.grid
         h = rearrange(self.patch(x), "b d gh gw -> b (gh gw) d")  # (B, T, D)
-        rope = None
-        if self.cfg.rope:
-            rope = rope_2d(g, g, self.cfg.hidden // self.cfg.heads, x.device)
-        else:
+        rope = (self.rope_cos, self.rope_sin) if self.cfg.rope else None
+        if rope is None:
             h = h + self.pos.to(h.dtype)
         c = self.t_embed(timestep_embedding(t, 256)) + self.y_embed(y)  # (B, D)
         for block in self.blocks:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -59,3 +61,13 @@ def all_reduce_sum(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def distributed_session(device: str | None = None) -> Iterator[DistInfo]:
+    """``init_distributed`` for a command's lifetime; the process group is destroyed on exit."""
+    info = init_distributed(device)
+    try:
+        yield info
+    finally:
+        cleanup(info)
