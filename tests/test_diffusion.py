@@ -12,6 +12,7 @@ from dgae.diffusion import (
     VPPath,
     convert,
     from_x0_eps,
+    network_evaluations,
     sample,
     sample_time,
     sampling_times,
@@ -141,3 +142,52 @@ def test_vp_sigma_derivative_matches_salimans_v():
     v = from_x0_eps(x0, eps, "v", t, p)
     a, s = p.alpha(t)[:, None], p.sigma(t)[:, None]
     assert torch.allclose(v, math.pi / 2 * (a * eps - s * x0))
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim"])
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_samplers_with_an_x0_oracle_land_on_x0(path, sampler, steps):
+    # a single data point: the exact denoiser knows x0, so every sampler must return it at any
+    # NFE on every path (Euler in x_t on VP returned x_1 + (pi/2) x0 in one step)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(3, 3, 4, 4, generator=g, dtype=torch.float64)
+    noise = torch.randn(3, 3, 4, 4, generator=g, dtype=torch.float64)
+
+    def oracle(x_t, t):
+        a, s, _, _ = path.coefficients(t, x_t.ndim)
+        return Prediction(x0, (x_t - a * x0) / s)
+
+    out = sample(oracle, noise, path, steps, sampler)
+    assert torch.allclose(out, x0, atol=1e-9), (out - x0).abs().max()
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_eps_oracle_below_t_max_lands_on_x0(path):
+    x0 = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    noise = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+
+    def eps_oracle(x_t, t):
+        a, s, _, _ = path.coefficients(t, x_t.ndim)
+        eps = (x_t - a * x0) / s
+        return Prediction((x_t - s * eps) / a, eps)  # the eps-parameterised x0_hat
+
+    out = sample(eps_oracle, noise, path, 1, "euler", t_max=0.98)
+    assert torch.allclose(out, x0, atol=1e-8)
+    assert torch.allclose(sampling_times(2, t_max=0.98), torch.tensor([0.98, 0.49, 0.0]))
+    t = sample_time(5000, DiffusionConfig(t_max=0.98, uniform_fraction=1.0))
+    assert t.max() <= 0.98 and t.max() > 0.97
+
+
+@pytest.mark.parametrize("sampler", ["euler", "heun", "ddim"])
+@pytest.mark.parametrize("steps", [1, 3])
+def test_network_evaluations_counts_real_denoiser_calls(sampler, steps):
+    calls = []
+    path = FlowPath()
+
+    def counting(x_t, t):
+        calls.append(1)
+        return gaussian_denoiser(path)(x_t, t)
+
+    sample(counting, torch.randn(2, 1, 1, 1), path, steps, sampler)
+    assert len(calls) == network_evaluations(sampler, steps)

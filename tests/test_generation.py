@@ -213,3 +213,36 @@ def test_two_process_cache_equals_one(ae_dir, tmp_path):
     one = json.loads((tmp_path / "one" / "meta.json").read_text())["stats"]
     two = json.loads((tmp_path / "two" / "meta.json").read_text())["stats"]
     assert one == two
+
+
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_dit_uses_the_configured_prediction_and_sampler(ae_dir, prediction):
+    # the DiT shares the decoder's loss and samplers: a network that outputs the exact target
+    # of the configured kind has zero loss, and sampling calls it as the configured sampler says
+    from dgae.diffusion import from_x0_eps, network_evaluations
+    from dgae.generation.ldm import DiTLoss
+
+    ldm = _tiny_ldm(ae_dir)
+    ldm.cfg = apply_overrides(ldm.cfg, [f"diffusion.prediction={prediction}",
+                                        "diffusion.sampler=heun", "dit.class_dropout=0"])  # fmt: skip
+    z = torch.randn(3, 2, 4, 4)
+
+    class Exact(torch.nn.Module):
+        calls = 0
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # sampling reads the device here
+
+        def forward(self, z_t, t, y):
+            Exact.calls += 1
+            x0 = z if z_t.shape[0] == 3 else torch.zeros_like(z_t)
+            eps = (z_t - (1 - t)[:, None, None, None] * x0) / t[:, None, None, None]
+            return from_x0_eps(x0, eps, prediction, t, ldm.path)
+
+    ldm.dit = Exact()
+    loss = DiTLoss(ldm)(z, torch.tensor([0, 1, 2]), torch.Generator().manual_seed(0))["loss"]
+    assert loss.item() < 1e-10
+    Exact.calls = 0
+    ldm.sample_latents(torch.tensor([0]), num_steps=3, cfg_scale=1.0, generator=None)
+    assert Exact.calls == network_evaluations("heun", 3) == 5

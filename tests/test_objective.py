@@ -4,7 +4,7 @@ from torch import nn
 
 from dgae import build_autoencoder
 from dgae.baseline import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
-from dgae.config import apply_overrides
+from dgae.config import ConfigError, DiffusionConfig, apply_overrides
 from dgae.losses import BaselineObjective, DGAEObjective
 from dgae.losses.perceptual import tiny_random_lpips
 
@@ -33,8 +33,8 @@ def test_dgae_terms_on_known_predictions(tiny_cfg, images):
     out = DGAEObjective(cfg.loss, lp)(m, images, torch.Generator().manual_seed(0))
     assert torch.allclose(out["diffusion"], torch.tensor(0.01), atol=1e-6)  # x0-space MSE
     assert torch.allclose(out["perceptual"], lp(images, images + 0.1).mean(), atol=1e-6)
-    kl = m.encode(images).kl().mean()
-    assert torch.allclose(out["kl"], kl, atol=1e-5)
+    kl = m.encode(images).kl().mean() / images[0].numel()  # LDM units: summed KL / (3 H W)
+    assert torch.allclose(out["kl"], kl, atol=1e-7)
     expected = out["diffusion"] + cfg.loss.perceptual_weight * out["perceptual"] + 0.5 * out["kl"]
     assert torch.allclose(out["loss"], expected)
 
@@ -105,3 +105,52 @@ def test_baseline_gan_term_switches_on_at_start_step(tiny_baseline_cfg, images):
 def test_objective_refuses_missing_perceptual_network(tiny_cfg):
     with pytest.raises(ValueError, match="needs a perceptual network"):
         DGAEObjective(tiny_cfg.loss, None)
+
+
+def test_kl_weight_is_in_ldm_units(tiny_baseline_cfg, images):
+    # LDM sums |x - x_hat| over pixels and the KL over the latent; our loss must be LDM's / (3HW),
+    # so that kl_weight=1e-6 weighs the KL against the reconstruction exactly as LDM's does.
+    cfg = apply_overrides(tiny_baseline_cfg, ["loss.perceptual=none", "loss.perceptual_weight=0",
+                                              "loss.kl_weight=1e-6"])  # fmt: skip
+    m = build_autoencoder(cfg.model)
+    out = BaselineObjective(cfg.loss, None)(m, images, torch.Generator().manual_seed(0))
+    posterior = m.encode(images)
+    rec = m.decoder(posterior.sample(torch.Generator().manual_seed(0)))
+    ldm = (rec - images).abs().flatten(1).sum(1).mean() + 1e-6 * posterior.kl().mean()
+    assert torch.allclose(out["loss"] * images[0].numel(), ldm, rtol=1e-5)
+
+
+def test_eps_prediction_needs_t_max_below_one():
+    with pytest.raises(ConfigError, match="t_max"):
+        DiffusionConfig(prediction="eps").validate()
+    with pytest.raises(ConfigError, match="t_max"):
+        DiffusionConfig(prediction="eps", path="vp", t_max=0.999).validate()
+    DiffusionConfig(prediction="eps", t_max=0.98).validate()
+    DiffusionConfig(prediction="eps", path="vp", t_max=0.98).validate()
+
+
+@pytest.mark.parametrize("path", ["flow", "vp"])
+def test_eps_prediction_keeps_x0_losses_bounded(tiny_cfg, images, path):
+    cfg, m = _dgae(tiny_cfg, [f"model.diffusion.path={path}", "model.diffusion.prediction=eps",
+                              "model.diffusion.t_max=0.98", "model.diffusion.uniform_fraction=1"])  # fmt: skip
+    t = torch.linspace(0.0, 0.98, 99)
+    a, s = m.decoder.path.alpha(t), m.decoder.path.sigma(t)
+    weight = m.decoder.x0_weight(t)
+    # x0_hat error = (sigma / alpha) * eps error: the weighted amplification stays <= 1/2
+    assert (weight * s / a).max() <= 0.5 + 1e-6
+    # training times stay below t_max; the perceptual gradient reaching the network is tamed
+    offset = torch.full_like(images, 0.1, requires_grad=True)
+    unet = m.decoder.unet = FixedUNet(torch.zeros_like(images), offset)
+
+    def lp(x, y):  # a non-saturating stand-in for LPIPS: per-image MSE (B,)
+        return (x - y).pow(2).flatten(1).mean(1)
+
+    def perceptual_grad():
+        out = DGAEObjective(cfg.loss, lp)(m, images, torch.Generator().manual_seed(0))
+        assert unet.t.max() <= 0.98 and torch.isfinite(out["loss"])
+        (grad,) = torch.autograd.grad(out["perceptual"], offset)
+        return grad.norm()
+
+    weighted = perceptual_grad()
+    m.decoder.x0_weight = lambda t: None  # the same draws without the weight
+    assert weighted < 0.1 * perceptual_grad()

@@ -12,6 +12,8 @@ import torch
 import dgae.training.run as run_mod
 from dgae import Autoencoder
 from dgae.config import apply_overrides, get_preset
+from dgae.data.loader import build_dataset
+from dgae.training.autoencoder_task import compute_latent_stats
 from dgae.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from dgae.training.loop import NonFiniteLossError
 from dgae.training.reporting import read_metrics
@@ -37,6 +39,11 @@ def test_tiny_run_trains_and_exports(tmp_path):
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000008.pt"]  # keep-last-1
     model = Autoencoder.from_pretrained(tmp_path / "model")
     assert not torch.equal(model.latent_stats.std, torch.ones(2))  # statistics were computed
+    # ... on the un-augmented training images (no flips or colour changes), not the augmented
+    plain = build_dataset("photos", 16, "train", c.train.seed, augment=False)
+    expected = compute_latent_stats(model, plain, c.train.stats_images, torch.device("cpu"))
+    assert torch.allclose(model.latent_stats.mean, expected[0], atol=1e-6)
+    assert torch.allclose(model.latent_stats.std, expected[1], atol=1e-6)
     x = torch.zeros(1, 3, 16, 16)
     assert model.reconstruct(x, num_steps=1).shape == x.shape
     assert len(losses(tmp_path)) == 8

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# eps-prediction needs alpha(t) >= this over the trained and sampled times (x0 error <= 50x eps error)
+EPS_MIN_ALPHA = 0.02
 
 
 class ConfigError(ValueError):
@@ -73,7 +77,10 @@ class DiffusionConfig:
     ``path``: ``flow`` (rectified flow x_t = (1-t) x + t eps) or ``vp`` (cosine variance-preserving
     x_t = cos(pi t / 2) x + sin(pi t / 2) eps). ``prediction``: what the network outputs (``v`` is
     the ODE velocity dx_t/dt, ``x0`` the clean image, ``eps`` the noise). ``loss_space``: the
-    quantity whose MSE is the diffusion loss (empty = same as ``prediction``).
+    quantity whose MSE is the diffusion loss (empty = same as ``prediction``). ``t_max``: the
+    largest time trained on and the sampler's starting time (1 = pure noise). eps-prediction
+    cannot recover x0 where alpha(t) ~ 0 (x0 = (x_t - sigma eps) / alpha), so it needs
+    alpha(t_max) >= EPS_MIN_ALPHA, e.g. ``t_max=0.98`` on the flow path.
     """
 
     path: str = "flow"
@@ -84,6 +91,7 @@ class DiffusionConfig:
     logit_std: float = 1.0
     uniform_fraction: float = 0.0
     time_shift: float = 1.0
+    t_max: float = 1.0
     sampler: str = "euler"
     num_steps: int = 4
     spacing: str = "linear"
@@ -102,6 +110,20 @@ class DiffusionConfig:
             raise ConfigError("diffusion.time_shift and diffusion.sample_shift must be > 0")
         if self.num_steps < 1:
             raise ConfigError(f"diffusion.num_steps={self.num_steps}; expected an integer >= 1")
+        if not 0.5 <= self.t_max <= 1.0:
+            raise ConfigError(f"diffusion.t_max={self.t_max}; expected a time in [0.5, 1]")
+        alpha = 1.0 - self.t_max if self.path == "flow" else math.cos(0.5 * math.pi * self.t_max)
+        if self.prediction == "eps" and alpha < EPS_MIN_ALPHA:
+            largest = (
+                1.0 - EPS_MIN_ALPHA
+                if self.path == "flow"
+                else 2 / math.pi * math.acos(EPS_MIN_ALPHA)
+            )
+            raise ConfigError(
+                f"diffusion.prediction=eps with diffusion.t_max={self.t_max}: alpha(t_max)"
+                f"={alpha:.3g} < {EPS_MIN_ALPHA}, where x0 = (x_t - sigma eps) / alpha explodes; "
+                f"set diffusion.t_max <= {largest:.4f} or use prediction x0 or v"
+            )
 
 
 @dataclass
@@ -135,7 +157,12 @@ class AutoencoderConfig:
 
 @dataclass
 class LossConfig:
-    """The objective: L = L_diff + lambda_P L_perc + lambda_KL KL (+ baseline pixel/GAN terms)."""
+    """The objective: L = L_diff + lambda_P L_perc + lambda_KL KL (+ baseline pixel/GAN terms).
+
+    Units follow LDM: the diffusion, pixel and perceptual terms are per-element means and the KL
+    is summed over the latent and divided by the image's element count 3 H W (LDM sums both,
+    which is the same loss times 3 H W), so ``kl_weight`` means what it means in LDM/VA-VAE.
+    """
 
     perceptual: str = "st-lpips-vgg"
     perceptual_weight: float = 1.0

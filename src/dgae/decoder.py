@@ -12,7 +12,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgae.config import DiffusionConfig, UNetConfig
-from dgae.diffusion import Prediction, get_path, sample, to_x0_eps
+from dgae.diffusion import (
+    DenoisingLoss,
+    Prediction,
+    as_denoiser,
+    denoising_loss,
+    get_path,
+    sample,
+    x0_reliability,
+)
 from dgae.nn import (
     AttentionBlock,
     Downsample,
@@ -117,8 +125,17 @@ class DiffusionDecoder(nn.Module):
 
     def predict(self, x_t: Tensor, t: Tensor, z: Tensor) -> Prediction:
         """Denoise: x_t (B, 3, H, W), t (B,), z (B, c, h, w) -> (x0_hat, eps_hat)."""
-        out = self.unet(x_t, t, z)
-        return to_x0_eps(out.float(), self.cfg.prediction, x_t.float(), t.float(), self.path)
+        return as_denoiser(lambda x, s: self.unet(x, s, z), self.cfg, self.path)(x_t, t)
+
+    def denoising_loss(self, x: Tensor, z: Tensor, generator: Generator = None) -> DenoisingLoss:
+        """The diffusion loss on images x (B, 3, H, W) given latents z (B, c, h, w)."""
+        return denoising_loss(
+            lambda x_t, t: self.unet(x_t, t, z), x, self.cfg, self.path, generator
+        )
+
+    def x0_weight(self, t: Tensor) -> Tensor | None:
+        """Per-sample weight (B,) for a loss on x0_hat at times t (None: no weighting needed)."""
+        return x0_reliability(self.cfg, self.path, t)
 
     def decode(
         self,
@@ -144,5 +161,6 @@ class DiffusionDecoder(nn.Module):
             sampler or self.cfg.sampler,
             spacing or self.cfg.spacing,
             self.cfg.sample_shift if shift is None else shift,
+            self.cfg.t_max,
         )
         return x.clamp(-1.0, 1.0)

@@ -167,7 +167,7 @@ def _verdict(evals: list[dict]) -> str:
 
 
 def write_report(out: Path, evals, models, val, steps: int, seed: int, minutes: float) -> None:
-    nfe = 2 if 2 in [r["nfe"] for r in evals[0]["results"]] else evals[0]["results"][0]["nfe"]
+    nfe = 2 if 2 in [r["steps"] for r in evals[0]["results"]] else evals[0]["results"][0]["steps"]
     _grid(out, models, val, nfe)
     plot_quality_vs_nfe(evals, out / "quality_vs_nfe.png")
     _loss_plot(out, [e["model"] for e in evals])

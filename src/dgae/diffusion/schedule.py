@@ -103,7 +103,8 @@ def sample_time(
     generator: Generator = None,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """Training times (B,) in (0, 1): logit-normal or uniform, optionally mixed and shifted.
+    """Training times (B,) in (0, t_max]: logit-normal or uniform, optionally mixed and shifted,
+    then scaled by ``cfg.t_max`` (the sampler starts there too).
 
     ``uniform_fraction`` of the batch is drawn uniformly: logit-normal alone puts ~0.2 % of the
     mass above t = 0.95, where a few-step sampler's first step from pure noise lives.
@@ -117,5 +118,5 @@ def sample_time(
     else:
         t = u
     t = torch.where(pick, u, t)
-    t = shift_time(t, cfg.time_shift)
-    return t.clamp(1e-5, 1.0)
+    t = shift_time(t, cfg.time_shift) * cfg.t_max
+    return t.clamp(1e-5, cfg.t_max)

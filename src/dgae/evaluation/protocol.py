@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from dgae.data.datasets import FileDataset
 from dgae.data.transforms import to_model_range, to_uint8
+from dgae.diffusion import network_evaluations
 from dgae.evaluation.metrics import (
     feature_stats,
     frechet_distance,
@@ -176,7 +177,10 @@ def evaluate(
 
         perc = col("perceptual")
         results.append({
-            "nfe": nfe,
+            "steps": nfe,
+            "nfe": network_evaluations(getattr(model, "sampler", None) or "euler", nfe)
+            if model.is_diffusion
+            else 1,
             "psnr": _mean(col("psnr")),
             "ssim": _mean(col("ssim")),
             "perceptual": _mean(perc) if perc[0] is not None else None,

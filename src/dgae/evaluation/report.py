@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 COLUMNS = [
-    ("nfe", "NFE", "{}"),
+    ("steps", "steps", "{}"),
+    ("nfe", "NFE", "{}"),  # real decoder evaluations (Heun: 2 steps - 1)
     ("psnr", "PSNR ↑", "{:.2f}"),
     ("ssim", "SSIM ↑", "{:.4f}"),
     ("perceptual", "{perc} ↓", "{:.4f}"),
@@ -29,7 +30,7 @@ def markdown_table(evals: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for e in evals:
         for r in e["results"]:
-            cells = [e["model"]] + [_cell(k, fmt, r[k]) for k, _, fmt in COLUMNS]
+            cells = [e["model"]] + [_cell(k, fmt, r.get(k)) for k, _, fmt in COLUMNS]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

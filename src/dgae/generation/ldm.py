@@ -18,7 +18,7 @@ from dgae.autoencoder import Autoencoder
 from dgae.config import LDMExperimentConfig, from_dict, to_dict
 from dgae.data.datasets import Batch
 from dgae.data.transforms import to_uint8
-from dgae.diffusion import from_x0_eps, get_path, sample_time
+from dgae.diffusion import as_denoiser, denoising_loss, get_path, sample
 from dgae.generation.cache import LatentDataset, fingerprint
 from dgae.generation.dit import DiT
 from dgae.random import Generator, generators_from_seeds, rand, randn
@@ -104,10 +104,9 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample_latents(self, labels: Tensor, num_steps: int, cfg_scale: float, generator: Generator,
-                       sampler: str = "euler") -> Tensor:  # fmt: skip
-        """Normalised latents (N, c, h, w) for class ``labels`` (N,) by integrating the ODE."""
-        from dgae.diffusion import Prediction, sample, to_x0_eps
-
+                       sampler: str | None = None) -> Tensor:  # fmt: skip
+        """Normalised latents (N, c, h, w) for class ``labels`` (N,) by integrating the ODE with
+        ``sampler`` (default: the config's), the decoder's sampler and parameterisation code."""
         bad = labels[(labels < 0) | (labels >= self.num_classes)]
         if len(bad):
             raise ValueError(f"class label {int(bad[0])} is out of range [0, {self.num_classes})")
@@ -115,20 +114,21 @@ class LatentDiffusion(nn.Module):
         interval = tuple(self.cfg.guidance_interval)
         noise = randn((len(labels), *self.latent_shape), generator, device)
 
-        def denoise(x_t: Tensor, t: Tensor) -> Prediction:
+        def network(x_t: Tensor, t: Tensor) -> Tensor:
             if cfg_scale == 1.0:
-                v = self.dit(x_t, t, labels)
-            else:
-                v = self.dit.forward_with_guidance(x_t, t, labels, cfg_scale, interval)
-            return to_x0_eps(v.float(), "v", x_t, t, self.path)
+                return self.dit(x_t, t, labels)
+            return self.dit.forward_with_guidance(x_t, t, labels, cfg_scale, interval)
 
-        return sample(denoise, noise, self.path, num_steps, sampler, self.cfg.diffusion.spacing,
-                      self.cfg.diffusion.sample_shift)  # fmt: skip
+        dcfg = self.cfg.diffusion
+        denoise = as_denoiser(network, dcfg, self.path)
+        return sample(denoise, noise, self.path, num_steps, sampler or dcfg.sampler, dcfg.spacing,
+                      dcfg.sample_shift, dcfg.t_max)  # fmt: skip
 
 
 class DiTLoss(nn.Module):
-    """forward(z, y, generators) -> {"loss"}: flow matching with the decoder's time distribution,
-    a velocity target, and label dropout (to the null class) for classifier-free guidance."""
+    """forward(z, y, generators) -> {"loss"}: the decoder's denoising loss (the config's path,
+    time distribution, prediction and loss space) with label dropout (to the null class) for
+    classifier-free guidance."""
 
     def __init__(self, ldm: LatentDiffusion) -> None:
         super().__init__()
@@ -139,15 +139,14 @@ class DiTLoss(nn.Module):
         return self.ldm
 
     def forward(self, z: Tensor, y: Tensor, generators: list) -> dict[str, Tensor]:
-        ldm, dcfg = self.ldm, self.ldm.cfg.diffusion
-        t = sample_time(len(z), dcfg, generators, z.device)
-        eps = randn(z.shape, generators, z.device, z.dtype)
-        drop = rand((len(z),), generators, z.device) < ldm.cfg.dit.class_dropout
-        y = torch.where(drop, torch.full_like(y, ldm.num_classes), y)
-        z_t = ldm.path.interpolate(z, eps, t)
-        target = from_x0_eps(z, eps, "v", t, ldm.path)
-        loss = (ldm.dit(z_t, t, y).float() - target).pow(2).mean()
-        return {"loss": loss}
+        ldm = self.ldm
+
+        def network(z_t: Tensor, t: Tensor) -> Tensor:
+            # drawn after (t, eps), as before the loss was shared: same streams, same runs
+            drop = rand((len(z),), generators, z.device) < ldm.cfg.dit.class_dropout
+            return ldm.dit(z_t, t, torch.where(drop, torch.full_like(y, ldm.num_classes), y))
+
+        return {"loss": denoising_loss(network, z, ldm.cfg.diffusion, ldm.path, generators).loss}
 
 
 def build_ldm(cfg: LDMExperimentConfig, data: LatentDataset) -> LatentDiffusion:

@@ -3,21 +3,32 @@
 DGAE (no discriminator):  L = L_diff + lambda_P * w(t) * P(x, x0_hat) + lambda_KL * KL(q(z|x) || N(0, I))
   L_diff: MSE in the configured space (v, x0 or eps) between the decoder's prediction at
   x_t = alpha(t) x + sigma(t) eps, given z ~ q(z|x), and the true value; x0_hat is the decoder's
-  one-step clean estimate at that t, w(t) = 1 or (1 - t).
+  one-step clean estimate at that t, w(t) = 1 or (1 - t) (times alpha^2 / (alpha^2 + sigma^2)
+  under eps-prediction, where x0_hat amplifies errors). KL in LDM's units (kl_per_element).
 Baseline ("Gaussian" decoder):  L = |x - D(z)|_1 (or squared) + lambda_P P(x, D(z)) + lambda_KL KL
   (+ adaptive-weight hinge GAN term when a discriminator is given; the "GAN-guided" baseline).
 """
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dgae.baseline import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
+from dgae.bottleneck import DiagonalGaussian
 from dgae.config import LossConfig
-from dgae.diffusion import from_x0_eps, sample_time, to_x0_eps
 from dgae.losses.perceptual import LPIPS, build_perceptual
-from dgae.random import Generator, randn
+from dgae.random import Generator
+
+
+def kl_per_element(posterior: DiagonalGaussian, x: Tensor) -> Tensor:
+    """KL(q(z|x) || N(0, I)) summed over the latent, divided by the image's element count 3 H W,
+    averaged over the batch: a scalar.
+
+    LDM/VA-VAE sum the reconstruction terms over pixels and the KL over the latent; our pixel,
+    perceptual and diffusion terms are per-element means, so dividing that sum by 3 H W keeps
+    the whole loss LDM's divided by 3 H W, and ``kl_weight=1e-6`` means what it means there.
+    """
+    return posterior.kl().mean() / x[0].numel()
 
 
 class _Objective(nn.Module):
@@ -41,22 +52,15 @@ class DGAEObjective(_Objective):
 
     def forward(self, model: nn.Module, x: Tensor, generator: Generator = None) -> dict:
         """x (B, 3, H, W) in [-1, 1] -> {"loss", "diffusion", "perceptual", "kl"}."""
-        dec = model.decoder
-        dcfg, path = dec.cfg, dec.path
         posterior = model.encode(x)
         z = posterior.sample(generator)  # (B, c, h, w); gradients reach the encoder through z
-        t = sample_time(x.shape[0], dcfg, generator, x.device)  # (B,)
-        eps = randn(x.shape, generator, x.device, x.dtype)
-        x_t = path.interpolate(x, eps, t)
-        out = dec.unet(x_t, t, z).float()  # (B, 3, H, W), the raw prediction
-        pred = to_x0_eps(out, dcfg.prediction, x_t, t, path)
-        space = dcfg.loss_space or dcfg.prediction
-        target = from_x0_eps(x, eps, space, t, path)
-        guess = out if space == dcfg.prediction else from_x0_eps(pred.x0, pred.eps, space, t, path)
-        diffusion = F.mse_loss(guess, target)
+        diffusion, pred, t = model.decoder.denoising_loss(x, z, generator)
         weight = (1.0 - t) if self.cfg.perceptual_time_weight == "one_minus_t" else None
+        reliability = model.decoder.x0_weight(t)  # eps-prediction: x0_hat amplifies errors
+        if reliability is not None:
+            weight = reliability if weight is None else weight * reliability
         perceptual = self.perceptual_term(x, pred.x0, weight)
-        kl = posterior.kl().mean()
+        kl = kl_per_element(posterior, x)
         loss = diffusion + self.cfg.perceptual_weight * perceptual + self.cfg.kl_weight * kl
         return {"loss": loss, "diffusion": diffusion, "perceptual": perceptual, "kl": kl}
 
@@ -78,7 +82,7 @@ class BaselineObjective(_Objective):
         diff = rec - x
         pixel = diff.abs().mean() if self.cfg.pixel_loss == "l1" else diff.pow(2).mean()
         perceptual = self.perceptual_term(x, rec)
-        kl = posterior.kl().mean()
+        kl = kl_per_element(posterior, x)
         rec_loss = self.cfg.pixel_weight * pixel + self.cfg.perceptual_weight * perceptual
         loss = rec_loss + self.cfg.kl_weight * kl
         gan = gan_weight = x.new_zeros(())

@@ -95,12 +95,13 @@ def export_model(
 def build_autoencoder_task(
     cfg: ExperimentConfig,
     model: Autoencoder,
-    train_data: Dataset,
+    stats_data: Dataset,
     val_images: Tensor,
     run_dir: Path,
     device: torch.device,
 ) -> TrainTask:
-    """The loop's task for DGAE or the baseline; ``val_images`` (N, 3, R, R) uint8 feed the grids."""
+    """The loop's task for DGAE or the baseline; ``val_images`` (N, 3, R, R) uint8 feed the grids,
+    ``stats_data`` (un-augmented training images) the exported latent statistics."""
     set_gradient_checkpointing(model, cfg.train.activation_checkpointing)
     objective = build_objective(cfg.loss, cfg.model.kind).to(device)
     use_gan = cfg.model.kind == "baseline" and cfg.loss.gan_weight > 0
@@ -137,6 +138,6 @@ def build_autoencoder_task(
         save_grid(rows, run_dir / "samples" / f"step_{step:08d}.png", len(val_images), upscale)
 
     def on_export(ema_model: nn.Module) -> None:
-        export_model(ema_model, train_data, cfg.train.stats_images, run_dir / "model", device)
+        export_model(ema_model, stats_data, cfg.train.stats_images, run_dir / "model", device)
 
     return TrainTask(modules, lrs, compute, on_sample, on_export)

@@ -63,7 +63,7 @@ def train_autoencoder(
     n_grid = min(NUM_GRID_IMAGES, len(val_data))
     val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
     model = Autoencoder(cfg.model)
-    task = build_autoencoder_task(cfg, model, train_data, val_images, run_dir, dist.device)
+    task = build_autoencoder_task(cfg, model, stats_dataset(cfg), val_images, run_dir, dist.device)
     return run_task(task, cfg.train, train_data, run_dir, dist, progress, d.num_workers)
 
 
@@ -101,6 +101,12 @@ def export_run(run_dir: Path, out: Path | None = None, device: torch.device | No
     model = Autoencoder(cfg.model)
     ema = load_checkpoint(path)["ema"]
     model.load_state_dict({k[len("model.") :]: v for k, v in ema.items() if k.startswith("model.")})
-    d = cfg.data
-    data = build_dataset(d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment)
-    return export_model(model, data, cfg.train.stats_images, out or run_dir / "model", device)
+    return export_model(
+        model, stats_dataset(cfg), cfg.train.stats_images, out or run_dir / "model", device
+    )
+
+
+def stats_dataset(cfg: ExperimentConfig) -> Dataset:
+    """The training images without augmentation (no flips, no colour changes, centre crops of
+    files): latent statistics describe the data, not its augmented copies."""
+    return build_dataset(cfg.data.spec, cfg.data.resolution, "train", cfg.train.seed, augment=False)
