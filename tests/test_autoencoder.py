@@ -127,3 +127,27 @@ def test_tiny_model_overfits_one_batch(tiny_cfg, images, kind):
         loss.backward()
         opt.step()
     assert fixed_loss() < before / 8
+
+
+def test_prior_head_decodes_head_plus_residual_and_trains_like_the_baseline(tiny_cfg, images):
+    from dgae.losses import DGAEObjective
+    from dgae.losses.perceptual import tiny_random_lpips
+
+    cfg = apply_overrides(tiny_cfg, ["model.decoder.prior_head=true"])
+    model = build_autoencoder(cfg.model).eval()
+    z = model.encode(images).mode()
+    head = model.decoder.prior(z)
+    assert head.shape == images.shape
+    # the U-Net's output layer starts at zero: x0-prediction of a zero residual at any NFE
+    # returns exactly the head's one-pass image
+    for nfe in (1, 3):
+        assert torch.allclose(model.decode(z, num_steps=nfe), head.clamp(-1, 1), atol=1e-6)
+    lp = tiny_random_lpips()
+    objective = DGAEObjective(cfg.loss, lp)
+    out = objective(model, images, torch.Generator().manual_seed(0))
+    posterior = model.encode(images)
+    rec = model.decoder.prior(posterior.sample(torch.Generator().manual_seed(0)))
+    expected = (rec - images).abs().mean() + cfg.loss.perceptual_weight * lp(images, rec).mean()
+    assert torch.allclose(out["head"], expected, atol=1e-6)
+    assert torch.allclose(out["loss"], out["diffusion"] + out["perceptual"] * cfg.loss.perceptual_weight
+                          + cfg.loss.kl_weight * out["kl"] + out["head"])  # fmt: skip

@@ -130,3 +130,15 @@ def test_model_errors_are_clear(tmp_path, capsys):
     torch.save({}, tmp_path / "model.pt")
     assert main(["reconstruct", "--model", str(tmp_path), "x.png", "--out", str(tmp_path)]) == 2
     assert "pickle execution" in capsys.readouterr().err
+
+
+def test_study_cli_end_to_end(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = ["study", "--out", str(out), "--size", "tiny", "--cells", "dgae-head-f4c2",
+            "--resolution", "32", "--train-steps", "2", "--batch-size", "2", "--nfe", "1",
+            "--eval-images", "3", "train.stats_images=4"]  # fmt: skip
+    assert main(args) == 0
+    assert "| dgae-head | 4 | 2 | 128 |" in (out / "report.md").read_text()
+    assert main(["study", "--out", str(out), "--report-only"]) == 0
+    assert main(["study", "--out", str(out), "--cells", "vq-f8c4"]) == 2
+    assert "ARM-fFcC" in capsys.readouterr().err

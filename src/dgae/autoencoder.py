@@ -38,7 +38,9 @@ class Autoencoder(nn.Module):
         c, f = cfg.latent_channels, cfg.downsample_factor
         self.encoder = Encoder(cfg.encoder, c, f)
         if cfg.kind == "dgae":
-            self.decoder: nn.Module = DiffusionDecoder(cfg.decoder, cfg.diffusion, c, f)
+            self.decoder: nn.Module = DiffusionDecoder(
+                cfg.decoder, cfg.diffusion, c, f, cfg.baseline_decoder
+            )
         else:
             self.decoder = OnePassDecoder(cfg.baseline_decoder, c, f)
         self.latent_stats = LatentStats(c)

@@ -49,7 +49,13 @@ class EncoderConfig:
 
 @dataclass
 class UNetConfig:
-    """ADM-style U-Net denoiser D(x_t, t, z) (the diffusion decoder)."""
+    """ADM-style U-Net denoiser D(x_t, t, z) (the diffusion decoder).
+
+    ``prior_head``: a one-pass decoder (configured by ``model.baseline_decoder``) predicts an
+    image x_bar(z), trained like the baseline; the diffusion then models only the residual
+    x - x_bar given z and x_bar, so one decoder evaluation from pure noise starts where a
+    one-pass decoder ends and further steps add the detail z does not carry.
+    """
 
     base_channels: int = 128
     channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
@@ -58,6 +64,7 @@ class UNetConfig:
     head_channels: int = 64
     dropout: float = 0.0
     inject_z_every_level: bool = True
+    prior_head: bool = False
 
 
 @dataclass

@@ -3,6 +3,8 @@
 The latent z (B, c, h, w) is nearest-upsampled to the image size and concatenated with x_t at
 the input; with ``inject_z_every_level`` it is also added (1x1 projection, resized to each
 level) inside every residual block, so the deep levels see z without relying on the input path.
+With ``prior_head`` a one-pass decoder predicts x_bar(z) and the diffusion runs on the residual
+x - x_bar (x_bar is a further input of the U-Net); decoding returns x_bar + the sampled residual.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgae.config import DiffusionConfig, UNetConfig
+from dgae.baseline import OnePassDecoder
+from dgae.config import BaselineDecoderConfig, DiffusionConfig, UNetConfig
 from dgae.diffusion import (
     DenoisingLoss,
     Prediction,
@@ -35,7 +38,7 @@ from dgae.random import Generator, randn
 
 
 class UNet(nn.Module):
-    """(x_t (B, 3, H, W), t (B,), z (B, c, h, w)) -> network output (B, 3, H, W)."""
+    """(x_t (B, 3, H, W), t (B,), z (B, c, h, w)[, prior (B, 3, H, W)]) -> output (B, 3, H, W)."""
 
     def __init__(self, cfg: UNetConfig, latent_channels: int, out_channels: int = 3) -> None:
         super().__init__()
@@ -45,7 +48,8 @@ class UNet(nn.Module):
         self.time_embed = nn.Sequential(
             nn.Linear(base, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
         )
-        self.conv_in = nn.Conv2d(3 + latent_channels, base, 3, padding=1)
+        prior = 3 if cfg.prior_head else 0
+        self.conv_in = nn.Conv2d(3 + latent_channels + prior, base, 3, padding=1)
 
         def res(cin: int, cout: int) -> ResBlock:
             return ResBlock(cin, cout, emb_ch, cond, cfg.dropout, zero_init=True)
@@ -88,10 +92,11 @@ class UNet(nn.Module):
         h = checkpointed(block, h, emb, cond, enabled=self.gradient_checkpointing)
         return attn(h)
 
-    def forward(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+    def forward(self, x_t: Tensor, t: Tensor, z: Tensor, prior: Tensor | None = None) -> Tensor:
         emb = self.time_embed(timestep_embedding(t, self.conv_in.out_channels))  # (B, 4*base)
         z = z.to(x_t.dtype)
-        h = self.conv_in(torch.cat([x_t, resize_map(z, tuple(x_t.shape[-2:]))], dim=1))
+        inputs = [x_t, resize_map(z, tuple(x_t.shape[-2:]))] + ([] if prior is None else [prior])
+        h = self.conv_in(torch.cat(inputs, dim=1))  # (B, base, H, W)
         hs = [h]  # skip connections, (B, C_l, H_l, W_l) each
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else self._block(layer, h, emb, z)
@@ -116,22 +121,46 @@ class DiffusionDecoder(nn.Module):
         diffusion: DiffusionConfig,
         latent_channels: int,
         downsample_factor: int,
+        head: BaselineDecoderConfig | None = None,
     ) -> None:
         super().__init__()
         self.cfg = diffusion
         self.path = get_path(diffusion.path)
         self.factor = downsample_factor
         self.unet = UNet(unet, latent_channels)
-
-    def predict(self, x_t: Tensor, t: Tensor, z: Tensor) -> Prediction:
-        """Denoise: x_t (B, 3, H, W), t (B,), z (B, c, h, w) -> (x0_hat, eps_hat)."""
-        return as_denoiser(lambda x, s: self.unet(x, s, z), self.cfg, self.path)(x_t, t)
-
-    def denoising_loss(self, x: Tensor, z: Tensor, generator: Generator = None) -> DenoisingLoss:
-        """The diffusion loss on images x (B, 3, H, W) given latents z (B, c, h, w)."""
-        return denoising_loss(
-            lambda x_t, t: self.unet(x_t, t, z), x, self.cfg, self.path, generator
+        if unet.prior_head and head is None:
+            raise ValueError("UNetConfig.prior_head needs the head's BaselineDecoderConfig")
+        self.head = (
+            OnePassDecoder(head, latent_channels, downsample_factor) if unet.prior_head else None
         )
+
+    def prior(self, z: Tensor) -> Tensor | None:
+        """The one-pass head's image x_bar(z) (B, 3, H, W), or None without a head."""
+        return None if self.head is None else self.head(z).float()
+
+    def _network(self, z: Tensor, prior: Tensor | None):
+        return lambda x_t, t: self.unet(x_t, t, z, prior)
+
+    def predict(self, x_t: Tensor, t: Tensor, z: Tensor, prior: Tensor | None = None) -> Prediction:
+        """Denoise: x_t (B, 3, H, W), t (B,), z (B, c, h, w) -> (x0_hat, eps_hat); with a head,
+        x_t and x0_hat are residuals to ``prior`` (default: the head's output)."""
+        if self.head is not None and prior is None:
+            prior = self.prior(z)
+        return as_denoiser(self._network(z, prior), self.cfg, self.path)(x_t, t)
+
+    def denoising_loss(
+        self, x: Tensor, z: Tensor, generator: Generator = None
+    ) -> tuple[DenoisingLoss, Tensor | None]:
+        """The diffusion loss on images x (B, 3, H, W) given latents z (B, c, h, w), and the
+        head's x_bar (None without a head). ``pred.x0`` is always the full image estimate."""
+        prior = self.prior(z)
+        if prior is None:
+            return denoising_loss(self._network(z, None), x, self.cfg, self.path, generator), None
+        # the residual target does not train the head (its own loss does); x0_hat adds it back
+        anchor = prior.detach()
+        res = denoising_loss(self._network(z, anchor), x - anchor, self.cfg, self.path, generator)
+        pred = Prediction(res.pred.x0 + prior, res.pred.eps)
+        return DenoisingLoss(res.loss, pred, res.t), prior
 
     def x0_weight(self, t: Tensor) -> Tensor | None:
         """Per-sample weight (B,) for a loss on x0_hat at times t (None: no weighting needed)."""
@@ -153,8 +182,9 @@ class DiffusionDecoder(nn.Module):
         """
         b, _, h, w = z.shape
         noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
+        prior = self.prior(z)
         x = sample(
-            lambda x_t, t: self.predict(x_t, t, z),
+            as_denoiser(self._network(z, prior), self.cfg, self.path),
             noise,
             self.path,
             self.cfg.num_steps if num_steps is None else num_steps,
@@ -163,4 +193,4 @@ class DiffusionDecoder(nn.Module):
             self.cfg.sample_shift if shift is None else shift,
             self.cfg.t_max,
         )
-        return x.clamp(-1.0, 1.0)
+        return (x if prior is None else prior + x).clamp(-1.0, 1.0)

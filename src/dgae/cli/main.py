@@ -15,6 +15,7 @@ from dgae.cli import (
     export_cmd,
     ldm_cmd,
     reconstruct_cmd,
+    study_cmd,
     train_cmd,
     weights_cmd,
 )
@@ -29,6 +30,7 @@ COMMANDS = [
     data_cmd,
     demo_cmd,
     ldm_cmd,
+    study_cmd,
     weights_cmd,
 ]
 

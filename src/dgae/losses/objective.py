@@ -39,6 +39,19 @@ class _Objective(nn.Module):
         self.cfg = cfg
         self.perceptual = perceptual
 
+    def pixel_term(self, x: Tensor, rec: Tensor) -> Tensor:
+        """Mean |x - rec| (``l1``) or squared error (``l2``) over all elements."""
+        diff = rec - x
+        return diff.abs().mean() if self.cfg.pixel_loss == "l1" else diff.pow(2).mean()
+
+    def reconstruction_term(self, x: Tensor, rec: Tensor) -> Tensor:
+        """The one-pass reconstruction loss lambda_pix pixel + lambda_P P (the baseline's)."""
+        perceptual = self.perceptual_term(x, rec)
+        return (
+            self.cfg.pixel_weight * self.pixel_term(x, rec)
+            + self.cfg.perceptual_weight * perceptual
+        )
+
     def perceptual_term(self, x: Tensor, x_hat: Tensor, weight: Tensor | None = None) -> Tensor:
         """Mean of (optionally per-sample weighted) perceptual distances; 0 when disabled."""
         if self.perceptual is None or self.cfg.perceptual_weight == 0:
@@ -54,7 +67,7 @@ class DGAEObjective(_Objective):
         """x (B, 3, H, W) in [-1, 1] -> {"loss", "diffusion", "perceptual", "kl"}."""
         posterior = model.encode(x)
         z = posterior.sample(generator)  # (B, c, h, w); gradients reach the encoder through z
-        diffusion, pred, t = model.decoder.denoising_loss(x, z, generator)
+        (diffusion, pred, t), prior = model.decoder.denoising_loss(x, z, generator)
         weight = (1.0 - t) if self.cfg.perceptual_time_weight == "one_minus_t" else None
         reliability = model.decoder.x0_weight(t)  # eps-prediction: x0_hat amplifies errors
         if reliability is not None:
@@ -62,7 +75,11 @@ class DGAEObjective(_Objective):
         perceptual = self.perceptual_term(x, pred.x0, weight)
         kl = kl_per_element(posterior, x)
         loss = diffusion + self.cfg.perceptual_weight * perceptual + self.cfg.kl_weight * kl
-        return {"loss": loss, "diffusion": diffusion, "perceptual": perceptual, "kl": kl}
+        terms = {"diffusion": diffusion, "perceptual": perceptual, "kl": kl}
+        if prior is not None:  # the one-pass head is trained like the baseline decoder
+            terms["head"] = self.reconstruction_term(x, prior)
+            loss = loss + terms["head"]
+        return {"loss": loss, **terms}
 
 
 class BaselineObjective(_Objective):
@@ -79,8 +96,7 @@ class BaselineObjective(_Objective):
         """x (B, 3, H, W) -> {"loss", "pixel", "perceptual", "kl", "gan", "gan_weight", "recon"}."""
         posterior = model.encode(x)
         rec = model.decoder(posterior.sample(generator)).float()  # (B, 3, H, W)
-        diff = rec - x
-        pixel = diff.abs().mean() if self.cfg.pixel_loss == "l1" else diff.pow(2).mean()
+        pixel = self.pixel_term(x, rec)
         perceptual = self.perceptual_term(x, rec)
         kl = kl_per_element(posterior, x)
         rec_loss = self.cfg.pixel_weight * pixel + self.cfg.perceptual_weight * perceptual

@@ -1,0 +1,184 @@
+"""``dgae study``: DGAE vs the one-pass baseline over spatial compression, latent width and
+decoder width, at equal training budget (the paper's Fig. 1 at laptop scale).
+
+A study is a grid of *cells* (arm, f, c, decoder width). Each cell trains one autoencoder in
+``OUT/CELL/run`` (resumable like any run) and evaluates it with the reconstruction protocol on
+the validation photos; its ``result.json`` records the resolved config it was computed from, so
+a cell whose config changed is retrained or continued, never reported stale. Cells run one at a
+time, in any order and in several sessions (``--cells``); ``report.md`` is rewritten from every
+finished cell after each one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from dgae.config import ExperimentConfig, apply_overrides, get_preset, to_dict
+from dgae.data.loader import build_dataset
+from dgae.evaluation.inception import InceptionFeatures
+from dgae.evaluation.models import DgaeModel
+from dgae.evaluation.protocol import EvalSettings, evaluate
+from dgae.evaluation.report import write_eval
+from dgae.experiments.study_report import write_report
+from dgae.losses.perceptual import build_perceptual
+from dgae.training.distributed import init_distributed
+from dgae.training.run import train_autoencoder
+
+# arm name -> (model kind, overrides): the recipes compared; the preset is KIND-SIZE and every
+# other setting is the preset's
+ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "baseline": ("baseline", ()),
+    "dgae": ("dgae", ("model.decoder.prior_head=false",)),
+    "dgae-head": ("dgae", ("model.decoder.prior_head=true",)),
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One autoencoder of the grid; ``width`` 0 keeps the preset's decoder width."""
+
+    arm: str
+    factor: int
+    channels: int
+    width: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.arm}-f{self.factor}c{self.channels}" + (
+            f"-w{self.width}" if self.width else ""
+        )
+
+    @classmethod
+    def parse(cls, name: str) -> Cell:
+        """'dgae-head-f8c4' or 'baseline-f16c8-w64' -> Cell; unknown arms are an error."""
+        arm, _, rest = name.rpartition("-f")
+        geometry, _, width = rest.partition("-w")
+        factor, _, channels = geometry.partition("c")
+        if arm not in ARMS or not factor.isdigit() or not channels.isdigit():
+            raise ValueError(
+                f"cell {name!r}: expected ARM-fFcC[-wW] with ARM in {sorted(ARMS)}, e.g. dgae-f8c4"
+            )
+        return cls(arm, int(factor), int(channels), int(width or 0))
+
+
+@dataclass
+class StudySettings:
+    """What is equal across cells: data, resolution, steps x batch, seed, evaluation."""
+
+    size: str = "small"  # the preset size: KIND-SIZE
+    resolution: int = 64
+    steps: int = 600
+    batch_size: int = 16
+    nfes: tuple[int, ...] = (1, 2, 4)
+    seed: int = 0
+    eval_images: int = 0  # 0 = every validation tile
+    overrides: tuple[str, ...] = ()  # applied to every cell, after the cell's own
+
+
+def grid(
+    arms: list[str],
+    factors: list[int],
+    channels: list[int],
+    widths: tuple[int, ...] = (),
+    width_factor: int = 0,
+) -> list[Cell]:
+    """Every (arm, f, c) at the preset width, plus the decoder-width ladder ``widths`` at
+    f = ``width_factor`` (the encoder stays fixed)."""
+    bad = sorted(set(arms) - set(ARMS))
+    if bad:
+        raise ValueError(f"unknown arm(s) {bad}; expected some of {sorted(ARMS)}")
+    return [
+        Cell(a, f, c, w)
+        for f in factors
+        for c in channels
+        for a in arms
+        for w in [0, *(widths if f == width_factor else ())]
+    ]
+
+
+def cell_config(cell: Cell, settings: StudySettings) -> ExperimentConfig:
+    """The resolved training config of ``cell``."""
+    kind, arm_overrides = ARMS[cell.arm]
+    preset = f"{kind}-{settings.size}"
+    checkpoint = max(50, settings.steps // 4)
+    overrides = [
+        *arm_overrides,
+        f"model.downsample_factor={cell.factor}",
+        f"model.latent_channels={cell.channels}",
+        f"data.resolution={settings.resolution}",
+        f"train.total_steps={settings.steps}",
+        f"train.batch_size={settings.batch_size}",
+        f"train.seed={settings.seed}",
+        f"train.checkpoint_every={checkpoint}",
+        f"train.sample_every={checkpoint}",
+    ]
+    if cell.width:
+        which = "decoder" if kind == "dgae" else "baseline_decoder"
+        overrides.append(f"model.{which}.base_channels={cell.width}")
+    return apply_overrides(get_preset(preset), [*overrides, *settings.overrides])
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def run_cell(cell: Cell, settings: StudySettings, out: Path, metrics: tuple) -> dict:
+    """Train (or resume) and evaluate one cell; returns its result (cached in result.json)."""
+    cfg = cell_config(cell, settings)
+    folder = out / cell.name
+    record = {"config": to_dict(cfg), "nfes": list(settings.nfes),
+              "eval_images": settings.eval_images}  # fmt: skip
+    done = folder / "result.json"
+    if done.exists():
+        result = json.loads(done.read_text())
+        if {k: result[k] for k in record} == record:
+            return result
+    folder.mkdir(parents=True, exist_ok=True)
+    clock = folder / "train_seconds.json"  # wall clock summed over interrupted sessions
+    seconds = json.loads(clock.read_text()) if clock.exists() else 0.0
+    dist = init_distributed("cpu")
+    t0 = time.perf_counter()
+    trainer = train_autoencoder(cfg, folder / "run", dist)
+    clock.write_text(json.dumps(seconds + time.perf_counter() - t0))
+    if trainer.status != "done":
+        raise RuntimeError(f"{cell.name}: training was interrupted; rerun the same command")
+    val = build_dataset("photos", settings.resolution, split="val")
+    model = DgaeModel(folder / "run" / "model", torch.device("cpu"))
+    model.name = cell.name
+    inception, perceptual = metrics
+    evaluation = evaluate(
+        model, val, "photos", EvalSettings(settings.resolution, settings.nfes, settings.eval_images,
+                                           settings.seed, batch_size=32), dist, inception, perceptual,
+    )  # fmt: skip
+    write_eval(evaluation, folder / "eval")
+    ae = model.model
+    result = {
+        **record,
+        "cell": asdict(cell),
+        "latent_elements": cell.channels * (settings.resolution // cell.factor) ** 2,
+        "parameters": {"encoder": _count(ae.encoder), "decoder": _count(ae.decoder)},
+        "train_seconds": json.loads(clock.read_text()),
+        "train_images": settings.steps * settings.batch_size,
+        "eval": evaluation,
+    }
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    tmp.replace(done)
+    return result
+
+
+def run_study(cells: list[Cell], settings: StudySettings, out: Path, metrics: tuple = ()) -> Path:
+    """Run ``cells`` in order (finished ones are read back), rewriting the report after each.
+    ``metrics``: (features, perceptual) for the protocol; default Inception and ST-LPIPS-VGG."""
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = metrics or (InceptionFeatures(), build_perceptual("st-lpips-vgg"))
+    for k, cell in enumerate(cells):
+        print(f"\n== study cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
+        run_cell(cell, settings, out, metrics)
+        write_report(out, settings)
+    return write_report(out, settings)

@@ -1,0 +1,103 @@
+"""The compression study's report: a table per (cell, NFE), the width ladder, and the plot
+"quality vs latent size" with one line per model (DGAE arms at their smallest and largest NFE)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS = (("psnr", "PSNR ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.4f}"),
+           ("perceptual", "ST-LPIPS-vgg ↓", "{:.4f}"), ("rfid", "rFID ↓", "{:.1f}"),
+           ("kid", "KID×1000 ↓", "{:.1f}"))  # fmt: skip
+
+
+def latent_size_label(result: dict) -> str:
+    """'f8 (8x8x4)': the factor and the latent grid of a cell."""
+    cell = result["cell"]
+    side = math.isqrt(result["latent_elements"] // cell["channels"])
+    return f"f{cell['factor']} ({side}x{side}x{cell['channels']})"
+
+
+def load_results(out: Path) -> list[dict]:
+    """Every finished cell under ``out``, sorted by (f, c, arm, width)."""
+    results = [json.loads(p.read_text()) for p in out.glob("*/result.json")]
+    return sorted(results, key=lambda r: (r["cell"]["factor"], r["cell"]["channels"],
+                                          r["cell"]["arm"], r["cell"]["width"]))  # fmt: skip
+
+
+def _row(r: dict, e: dict) -> str:
+    c = r["cell"]
+    width = c["width"] or "preset"
+    metrics = [fmt.format(e[k] * 1000 if k == "kid" else e[k]) if e[k] is not None else "–"
+               for k, _, fmt in METRICS]  # fmt: skip
+    return (f"| {c['arm']} | {c['factor']} | {c['channels']} | {r['latent_elements']} | {width} | "
+            f"{r['parameters']['decoder'] / 1e6:.2f} | {e['nfe']} | " + " | ".join(metrics)
+            + f" | {r['train_seconds'] / 60:.1f} | {e['seconds_per_image'] * 1000:.1f} |")  # fmt: skip
+
+
+def table(results: list[dict]) -> str:
+    head = ["arm", "f", "c", "latent elements", "decoder width", "decoder M params", "NFE",
+            *[t for _, t, _ in METRICS], "train min", "decode ms/img"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [_row(r, e) for r in results for e in r["eval"]["results"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Quality vs latent elements per image: one line per (arm, NFE), preset widths only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines: dict[str, list[tuple[int, dict]]] = {}
+    for r in results:
+        if r["cell"]["width"]:
+            continue
+        evals = r["eval"]["results"]
+        for e in {id(x): x for x in (evals[0], evals[-1])}.values():
+            label = r["cell"]["arm"] + (f" @{e['nfe']} NFE" if len(evals) > 1 else "")
+            lines.setdefault(label, []).append((r["latent_elements"], e))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
+    for ax, (key, title, _) in zip(axes, (METRICS[0], METRICS[2], METRICS[3], METRICS[4]),
+                                   strict=True):  # fmt: skip
+        for k, (label, pts) in enumerate(sorted(lines.items())):
+            pts = sorted((p for p in pts if p[1][key] is not None), key=lambda p: p[0])
+            ax.plot([p[0] for p in pts], [p[1][key] * (1000 if key == "kid" else 1) for p in pts],
+                    marker="o", color=f"C{k}", label=label)  # fmt: skip
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("latent elements per image")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(out: Path, settings: Any) -> Path:
+    """Rewrite ``report.md`` and ``quality_vs_latent.png`` from every finished cell
+    (``settings``: the study's :class:`~dgae.experiments.study.StudySettings`)."""
+    results = load_results(out)
+    if not results:
+        return out / "report.md"
+    plot(results, out / "quality_vs_latent.png")
+    r0 = results[0]
+    sizes = ", ".join(sorted({latent_size_label(r) for r in results}))
+    text = f"""# Compression study: DGAE vs the one-pass baseline at equal budget
+
+Every cell: the same encoder preset, {r0["train_images"]} training images
+({settings.steps} steps x batch {settings.batch_size}) of {settings.resolution}px crops of the
+built-in `photos`, seed {settings.seed}; evaluated with the reconstruction protocol on
+{r0["eval"]["num_images"]} held-out {settings.resolution}px tiles of the validation photos
+(rFID on so few images is biased: compare cells with each other, and read KID beside it).
+Equal means equal steps x batch; the wall clock of each cell is in the table (train min).
+Latent sizes: {sizes}.
+
+{table(results)}
+![quality vs latent size](quality_vs_latent.png)
+"""
+    (out / "report.md").write_text(text)
+    return out / "report.md"
