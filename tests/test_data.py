@@ -167,3 +167,37 @@ def test_uint8_round_trip():
     assert torch.equal(to_uint8(to_model_range(x)), x)
     with pytest.raises(TypeError, match="expected uint8"):
         to_model_range(torch.zeros(3))
+
+
+def test_photos_fall_back_to_scikit_image_when_the_debian_set_is_missing(tmp_path, monkeypatch):
+    import dgae.data.debian_photos as deb
+
+    monkeypatch.setenv("DGAE_HOME", str(tmp_path))  # an empty cache
+    with pytest.warns(UserWarning, match="scikit-image photographs only"):
+        crops = PhotoCrops(32)
+    assert crops.names == list(TRAIN_PHOTOS)
+    monkeypatch.setattr(deb.shutil, "which", lambda name: None)  # no apt-get: a clear notice
+    assert deb.fetch_photos(verbose=False) is None
+    # a partial or altered set is never used: the training data must be the same everywhere
+    folder = deb.photo_dir()
+    folder.mkdir(parents=True)
+    for photo in deb.PHOTOS:
+        Image.new("RGB", (600, 520), (0, 200, 0)).save(folder / photo.filename)
+    assert deb.cached_photos() is None
+
+
+def test_photos_include_the_verified_debian_set(tmp_path, monkeypatch):
+    import dgae.data.builtin as builtin
+    import dgae.data.debian_photos as deb
+
+    paths = []
+    for k, photo in enumerate(deb.PHOTOS):  # stand-ins, accepted as if their hashes matched
+        paths.append(tmp_path / photo.filename)
+        Image.new("RGB", (700 + k, 600), (10 * k, 200, 30)).save(paths[-1])
+    monkeypatch.setattr(builtin, "cached_photos", lambda: paths)
+    crops = PhotoCrops(32, length=2000)
+    assert len(crops.photos) == len(TRAIN_PHOTOS) + len(deb.PHOTOS)
+    assert min(crops.photos[-1].shape[:2]) == builtin.EXTRA_PHOTO_SIDE
+    assert not set(crops.names) & set(VAL_PHOTOS)
+    green = [crops[i][0].float().mean((1, 2)) for i in range(200)]
+    assert any(c[1] > 150 and c[0] < 100 for c in green)  # the new photos are drawn from

@@ -30,3 +30,18 @@ def test_resize_map_enlarges_by_nearest_and_shrinks_by_area():
     z = torch.arange(4.0).reshape(1, 1, 2, 2)
     assert torch.equal(resize_map(z, (4, 4))[0, 0, :2, :2], torch.zeros(2, 2))
     assert torch.equal(resize_map(z, (1, 1)), torch.tensor([[[[1.5]]]]))
+
+
+def test_post_norm_injection_keeps_a_global_conditioning_shift():
+    # A conditioning projection that is the same for every channel of a norm group, shifted by a
+    # constant over the image (z's global colour), is erased by GroupNorm when added before it:
+    # the defect behind DGAE's colour shifts. Added after the norm, it reaches the output.
+    torch.manual_seed(0)
+    x, emb = torch.randn(2, 8, 6, 6), torch.randn(2, 16)
+    cond = torch.randn(2, 1, 6, 6)
+    for after, changes in ((False, False), (True, True)):
+        block = ResBlock(8, 8, emb_channels=16, cond_channels=1, cond_after_norm=after)
+        with torch.no_grad():
+            block.cond.weight.fill_(1.0)  # every channel (so every group) gets the same map
+        a, b = block(x, emb, cond), block(x, emb, cond + 0.7)
+        assert (not torch.allclose(a, b, atol=1e-5)) == changes

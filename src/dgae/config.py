@@ -51,6 +51,10 @@ class EncoderConfig:
 class UNetConfig:
     """ADM-style U-Net denoiser D(x_t, t, z) (the diffusion decoder).
 
+    ``z_injection``: where each residual block adds its projection of z, ``pre_norm`` (before
+    its second GroupNorm, which removes the part that is constant over a group and the image:
+    global colour) or ``post_norm`` (after the norm and the time modulation).
+
     ``prior_head``: a one-pass decoder (configured by ``model.baseline_decoder``) predicts an
     image x_bar(z), trained like the baseline; the diffusion then models only the residual
     x - x_bar given z and x_bar, so one decoder evaluation from pure noise starts where a
@@ -64,6 +68,7 @@ class UNetConfig:
     head_channels: int = 64
     dropout: float = 0.0
     inject_z_every_level: bool = True
+    z_injection: str = "pre_norm"
     prior_head: bool = False
 
 
@@ -153,6 +158,7 @@ class AutoencoderConfig:
             )
         if self.latent_channels < 1:
             raise ConfigError(f"model.latent_channels={self.latent_channels}; expected >= 1")
+        _choice("model.decoder.z_injection", self.decoder.z_injection, ("pre_norm", "post_norm"))
         levels = len(self.decoder.channel_mult)
         bad = [lvl for lvl in self.decoder.attention_levels if not 0 <= lvl < levels]
         if bad:

@@ -52,7 +52,8 @@ class UNet(nn.Module):
         self.conv_in = nn.Conv2d(3 + latent_channels + prior, base, 3, padding=1)
 
         def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, cout, emb_ch, cond, cfg.dropout, zero_init=True)
+            after = cfg.z_injection == "post_norm"
+            return ResBlock(cin, cout, emb_ch, cond, cfg.dropout, True, cond_after_norm=after)
 
         def attn(ch: int, level: int) -> nn.Module:
             if level in cfg.attention_levels:

@@ -1,4 +1,5 @@
-"""``dgae weights``: fetch and verify the offline pretrained weights into $DGAE_HOME."""
+"""``dgae weights``: fetch and verify the offline pretrained weights (and, with no names, the
+extra training photographs of the built-in ``photos``) into $DGAE_HOME."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from dgae.weights import WEIGHTS, dgae_home, fetch_weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="fetch and sha256-check the offline weights")
+    p = sub.add_parser(
+        "weights", help="fetch and sha256-check the offline weights and training photographs"
+    )
     p.add_argument(
         "names", nargs="*", choices=[[], *WEIGHTS], help="weights to fetch (default all)"
     )
@@ -20,4 +23,8 @@ def run(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name:16s} {path}")
     print(f"weights ready in {dgae_home()}")
+    if not args.names:  # non-fatal: 'photos' falls back to the scikit-image photographs
+        from dgae.data.debian_photos import fetch_photos
+
+        fetch_photos()
     return 0

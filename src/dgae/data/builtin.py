@@ -1,7 +1,8 @@
 """Built-in real data that needs no download.
 
-``photos``: CC0/public-domain photographs shipped inside scikit-image; seeded random crops with
-random scale, flips and colour augmentation. The train/validation split is by source photograph,
+``photos``: CC0/public-domain photographs shipped inside scikit-image, plus (when fetched, see
+:mod:`dgae.data.debian_photos`) twelve GPL-2+ nature photographs of Debian's mate-backgrounds;
+seeded random crops with random scale, flips and colour augmentation. The train/validation split is by source photograph,
 so no crop of a validation photo is ever seen in training. Validation items are the
 non-overlapping tiles of the validation photos (shorter side resized to max(256, min(8 R, own))).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +22,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from dgae.data.datasets import ArrayDataset, Item, item_rng
+from dgae.data.debian_photos import cached_photos
+from dgae.data.images import load_image
 from dgae.data.transforms import color_augment, resize_shorter_side, to_chw_tensor
 
 TRAIN_PHOTOS = (
@@ -27,6 +31,7 @@ TRAIN_PHOTOS = (
     "colorwheel", "camera", "coins", "moon", "grass", "brick", "clock",
 )  # fmt: skip
 VAL_PHOTOS = ("coffee", "stereo_motorcycle", "gravel")
+EXTRA_PHOTO_SIDE = 512  # the Debian photographs' shorter side, like most scikit-image photos
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = [
     "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot",
@@ -46,6 +51,30 @@ def load_photo(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))
 
 
+@cache
+def load_extra_photo(path: Path) -> np.ndarray:
+    """A fetched photograph as (H, W, 3) uint8 with its shorter side at ``EXTRA_PHOTO_SIDE``."""
+    return resize_shorter_side(load_image(path), EXTRA_PHOTO_SIDE)
+
+
+def training_photos() -> list[str]:
+    """Names of the training photographs: the scikit-image ones, then the fetched Debian ones
+    (absent, with a warning, when they have not been fetched: ``python -m dgae weights``)."""
+    extra = cached_photos()
+    if extra is None:
+        warnings.warn(
+            "photos: the mate-backgrounds photographs are not in the cache (fetch them with "
+            "`python -m dgae weights`); training on the 13 scikit-image photographs only",
+            stacklevel=2,
+        )
+        return list(TRAIN_PHOTOS)
+    return list(TRAIN_PHOTOS) + [str(p) for p in extra]
+
+
+def _load_training_photo(name: str) -> np.ndarray:
+    return load_photo(name) if name in TRAIN_PHOTOS else load_extra_photo(Path(name))
+
+
 class PhotoCrops(Dataset):
     """Training crops of the training photos; ``length`` is the virtual epoch size."""
 
@@ -63,7 +92,8 @@ class PhotoCrops(Dataset):
             resolution, length, hflip, color, seed,
         )  # fmt: skip
         self.source = "photos"
-        self.photos = [load_photo(n) for n in TRAIN_PHOTOS]
+        self.names = training_photos()
+        self.photos = [_load_training_photo(n) for n in self.names]
 
     def __len__(self) -> int:
         return self.length

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from dgae.config import ExperimentConfig, apply_overrides, get_preset, to_dict
+from dgae.data.builtin import training_photos
 from dgae.data.loader import build_dataset
 from dgae.evaluation.inception import InceptionFeatures
 from dgae.evaluation.models import DgaeModel
@@ -31,10 +32,17 @@ from dgae.training.run import train_autoencoder
 
 # arm name -> (model kind, overrides): the recipes compared; the preset is KIND-SIZE and every
 # other setting is the preset's
+# (``dgae-head-*`` arms are the ablations: one change each from ``dgae-head``)
+HEAD = "model.decoder.prior_head=true"
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("baseline", ()),
     "dgae": ("dgae", ("model.decoder.prior_head=false",)),
-    "dgae-head": ("dgae", ("model.decoder.prior_head=true",)),
+    "dgae-head": ("dgae", (HEAD,)),
+    "dgae-head-v": ("dgae", (HEAD, "model.diffusion.prediction=v")),
+    "dgae-head-logitnormal": ("dgae", (HEAD, "model.diffusion.uniform_fraction=0")),
+    "dgae-head-1mt": ("dgae", (HEAD, "loss.perceptual_time_weight=one_minus_t")),
+    "dgae-head-postnorm": ("dgae", (HEAD, "model.decoder.z_injection=post_norm")),
+    "dgae-head-nocolour": ("dgae", (HEAD, "data.color_augment=false")),
 }
 
 
@@ -131,8 +139,12 @@ def run_cell(cell: Cell, settings: StudySettings, out: Path, metrics: tuple) -> 
     """Train (or resume) and evaluate one cell; returns its result (cached in result.json)."""
     cfg = cell_config(cell, settings)
     folder = out / cell.name
-    record = {"config": to_dict(cfg), "nfes": list(settings.nfes),
-              "eval_images": settings.eval_images}  # fmt: skip
+    record = {
+        "config": to_dict(cfg),
+        "nfes": list(settings.nfes),
+        "eval_images": settings.eval_images,
+        "train_photos": [Path(n).name for n in training_photos()],  # the data, not just its name
+    }
     done = folder / "result.json"
     if done.exists():
         result = json.loads(done.read_text())

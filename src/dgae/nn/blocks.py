@@ -47,7 +47,10 @@ class ResBlock(nn.Module):
 
     With ``emb_channels`` the second norm is adaptive (ADM's scale/shift from the time embedding);
     with ``cond_channels`` a 1x1 projection of a conditioning map (the latent z at this
-    resolution) is added after the first convolution.
+    resolution) is added after the first convolution: before the second norm (``pre_norm``) or
+    after it and its modulation (``post_norm``). Before the norm, the part of the projection
+    that is constant over a norm group and the image (global colour, brightness) is subtracted
+    again by GroupNorm; after it, it reaches the block's output intact.
     """
 
     def __init__(
@@ -58,8 +61,10 @@ class ResBlock(nn.Module):
         cond_channels: int = 0,
         dropout: float = 0.0,
         zero_init: bool = False,
+        cond_after_norm: bool = False,
     ) -> None:
         super().__init__()
+        self.cond_after_norm = cond_after_norm
         self.norm1 = group_norm(in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.cond = nn.Conv2d(cond_channels, out_channels, 1) if cond_channels else None
@@ -77,7 +82,7 @@ class ResBlock(nn.Module):
 
     def forward(self, x: Tensor, emb: Tensor | None = None, cond: Tensor | None = None) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, C_out, H, W)
-        if self.cond is not None:
+        if self.cond is not None and not self.cond_after_norm:
             h = h + self.cond(cond)
         h = self.norm2(h)
         if self.emb is not None:
@@ -85,6 +90,8 @@ class ResBlock(nn.Module):
                 2, dim=1
             )  # (B, C_out, 1, 1)
             h = h * (1 + scale) + shift
+        if self.cond is not None and self.cond_after_norm:
+            h = h + self.cond(cond)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 
