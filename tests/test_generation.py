@@ -177,6 +177,8 @@ def test_ldm_experiment_cli_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "| dgae-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
     assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-c2.png").exists()
+    floor = json.loads((out / "ae-dgae-c2" / "recon_fid.json").read_text())
+    assert floor["num"] == 4 and f"| {floor['gfid']:.2f} |" in report  # the decoder's floor
 
 
 def test_two_process_cache_equals_one(ae_dir, tmp_path):

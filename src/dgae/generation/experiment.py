@@ -3,7 +3,8 @@
 Trains two autoencoders with equal budgets (DGAE with c channels, the baseline with 2c), caches
 their latents, trains the same DiT on each with equal budgets, and measures gFID/KID of samples
 against the held-out split at regular steps; writes fid.jsonl per run, fid_vs_steps.png and
-report.md.
+report.md. Each arm also reports the rFID/KID of its autoencoder's own reconstructions of as
+many held-out images, against the same reference: the floor its decoder sets under the gFID.
 """
 
 from __future__ import annotations
@@ -11,12 +12,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
+from dgae.autoencoder import Autoencoder
 from dgae.config import LDMExperimentConfig, apply_overrides, get_preset
+from dgae.data.loader import build_dataset
+from dgae.data.transforms import to_model_range, to_uint8
 from dgae.evaluation.inception import InceptionFeatures
-from dgae.generation.cache import cache_latents
+from dgae.generation.cache import cache_latents, fingerprint
 from dgae.generation.gfid import generation_scores, reference_features
 from dgae.generation.ldm import generate_images
 from dgae.generation.train import train_ldm
+from dgae.random import generators_from_seeds
 from dgae.training.distributed import init_distributed
 from dgae.training.reporting import read_metrics, save_grid
 from dgae.training.run import train_autoencoder
@@ -29,6 +36,29 @@ def arms(size: str) -> list[tuple[str, str, tuple[str, ...]]]:
         (f"dgae-c{c}", f"dgae-{size}", ()),
         (f"baseline-c{2 * c}", f"baseline-{size}", (f"model.latent_channels={2 * c}",)),
     ]
+
+
+@torch.no_grad()
+def reconstruction_floor(ae_dir: Path, data: str, resolution: int, num: int, reference,
+                         features, seed: int = 0) -> dict:  # fmt: skip
+    """{"gfid", "kid", ...} of the autoencoder's reconstructions (its default NFE, per-image
+    seeds) of the first ``num`` held-out images; cached in ``ae_dir/recon_fid.json`` with the
+    model's fingerprint, so a retrained model is measured again."""
+    model_dir = ae_dir / "model"
+    path, key = ae_dir / "recon_fid.json", {"fingerprint": fingerprint(model_dir), "num": num}
+    if path.exists() and {k: json.loads(path.read_text()).get(k) for k in key} == key:
+        return json.loads(path.read_text())
+    model = Autoencoder.from_pretrained(model_dir)
+    val = build_dataset(data, resolution, split="val")
+    recs = []
+    for start in range(0, num, 64):
+        idx = range(start, min(start + 64, num))
+        x = to_model_range(torch.stack([val[i][0] for i in idx]))
+        gens = generators_from_seeds([seed * 1_000_003 + i for i in idx])
+        recs.append(to_uint8(model.reconstruct(x, generator=gens)))
+    row = {**key, **generation_scores(torch.cat(recs), reference, features, seed)}
+    path.write_text(json.dumps(row) + "\n")
+    return row
 
 
 def run_experiment(
@@ -61,6 +91,10 @@ def run_experiment(
                                  f"data.resolution={resolution}", f"train.total_steps={ae_steps}",
                                  f"train.seed={seed}", "data.color_augment=false"])  # fmt: skip
         train_autoencoder(ae_cfg, ae_dir, dist)
+        floor = reconstruction_floor(
+            ae_dir, data, resolution, fid_samples, reference, features, seed
+        )
+        print(f"== {name}: reconstruction rFID {floor['gfid']:.2f} (the decoder's floor)")
         print(f"== {name}: caching latents", flush=True)
         cache_latents(ae_dir / "model", data, resolution, cache_dir, dist, seed=seed,
                       num_items=cache_images)  # fmt: skip
@@ -110,9 +144,11 @@ def write_report(out: Path, arms: list, data: str, ae_steps: int, dit_preset: st
     rows = []
     for name, _, _ in arms:
         log = read_metrics(out / f"dit-{name}" / "fid.jsonl")
+        floor = json.loads((out / f"ae-{name}" / "recon_fid.json").read_text())
         for ax, key in zip(axes, ("gfid", "kid"), strict=True):
             ax.plot([r["step"] for r in log], [r[key] for r in log], marker="o", label=name)
-        rows += [f"| {name} | {r['step']} | {r['gfid']:.2f} | {r['kid'] * 1000:.2f} |" for r in log]
+        rows += [f"| {name} | {r['step']} | {r['gfid']:.2f} | {r['kid'] * 1000:.2f} | "
+                 f"{floor['gfid']:.2f} | {floor['kid'] * 1000:.2f} |" for r in log]  # fmt: skip
     for ax, title in zip(axes, ("gFID", "KID"), strict=True):
         ax.set_xlabel("DiT training step")
         ax.set_title(title)
@@ -127,10 +163,12 @@ Autoencoders: {arms[0][0]} ({arms[0][1]}) and {arms[1][0]} ({arms[1][1]}, twice 
 {ae_steps} steps each. DiT: `{dit_preset}`, {dit_steps} steps on each cache, equal budget.
 gFID/KID: {fid_samples} samples (classes round-robin, guidance {cfg_scale}) against the Inception
 features of the first {ref_images} held-out images; so few samples make gFID biased upward:
-compare the two curves, not absolute values with other papers.
+compare the two curves, not absolute values with other papers. "recon" columns: the same scores
+for the autoencoder's own reconstructions of {fid_samples} held-out images (the floor its decoder
+sets under the gFID).
 
-| latents | step | gFID | KID×1000 |
-|---|---|---|---|
+| latents | step | gFID | KID×1000 | recon rFID | recon KID×1000 |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 ![gFID vs steps](fid_vs_steps.png)
