@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
+from dgae import Autoencoder
 from dgae.cli.main import main
 
 
@@ -70,7 +71,8 @@ def test_reconstruct_any_size(trained, tmp_path):
     assert Image.open(out / "odd.png").size == (30, 21)
     assert Image.open(out / "odd_compare.png").size == (64, 21)
     first = np.asarray(Image.open(out / "odd.png"))
-    assert main(args + ["--seed", "3"]) == 0
+    assert main(args + ["--seed", "3"]) == 2  # existing outputs are kept...
+    assert main(args + ["--seed", "3", "--overwrite"]) == 0  # ...unless asked
     assert np.array_equal(first, np.asarray(Image.open(out / "odd.png")))  # --seed fixes the noise
 
 
@@ -142,3 +144,62 @@ def test_study_cli_end_to_end(tmp_path, capsys):
     assert main(["study", "--out", str(out), "--report-only"]) == 0
     assert main(["study", "--out", str(out), "--cells", "vq-f8c4"]) == 2
     assert "ARM-fFcC" in capsys.readouterr().err
+
+
+def _hashes(folder):
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_outputs_never_overwrite_inputs_or_leave_out(trained, tmp_path, capsys):
+    model = str(trained / "model")
+    work = tmp_path / "work"
+    work.mkdir()
+    photo = _image(work / "photo.png", 16, 16)
+    other = _image(work / "x.png", 16, 16)
+    clash = _image(work / "x_compare.png", 16, 16)
+    before = _hashes(work)
+    for args, why in (
+        (["reconstruct", "--model", model, str(photo), "--out", str(work), "--overwrite"],
+         "refusing to overwrite"),
+        (["reconstruct", "--model", model, str(other), str(clash), "--out", str(work)],
+         "refusing to overwrite"),
+        (["encode", "--model", model, str(photo), "--out", str(photo)], "refusing to overwrite"),
+        (["encode", "--model", model, str(photo), "--out", str(work / "z.png")],
+         "expected a .safetensors"),
+    ):  # fmt: skip
+        assert main(args) == 2, args
+        assert why in capsys.readouterr().err
+    assert _hashes(work) == before  # nothing was written or changed
+    z = tmp_path / "z.safetensors"
+    assert main(["encode", "--model", model, str(photo), "--out", str(z)]) == 0
+    assert main(["decode", "--model", model, str(z), "--out", str(work)]) == 2  # photo.png exists
+    assert _hashes(work) == before
+
+
+def test_decode_confines_names_and_refuses_non_finite_latents(trained, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    model = str(trained / "model")
+    names = ["../../escape", "/abs/evil", "..", "ok"]
+    entries = [
+        {"key": f"{i:06d}", "name": n, "height": 16, "width": 16} for i, n in enumerate(names)
+    ]
+    tensors = {e["key"]: torch.zeros(2, 4, 4) for e in entries}
+    shared = tmp_path / "shared.safetensors"
+    save_file(tensors, str(shared), metadata={"images": json.dumps(entries)})
+    out = tmp_path / "deep" / "out"
+    assert main(["decode", "--model", model, str(shared), "--out", str(out), "--steps", "1"]) == 0
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.png"))
+    assert len(written) == 4 and all(w.startswith("deep/out/") for w in written), written
+    tensors["000003"][0, 0, 0] = float("nan")
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata={"images": json.dumps(entries)})
+    assert main(["decode", "--model", model, str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert "'000003' (ok) holds NaN" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        Autoencoder.from_pretrained(trained / "model").decode(
+            torch.full((1, 2, 4, 4), float("inf"))
+        )

@@ -65,6 +65,8 @@ class Autoencoder(nn.Module):
             raise ValueError(f"{where}: expected a latent of shape (B, {c}, h, w), got {shape}")
         if not z.is_floating_point():
             raise TypeError(f"{where}: expected a float latent, got dtype {z.dtype}")
+        if not torch.isfinite(z).all():
+            raise ValueError(f"{where}: the latent holds NaN or Inf values")
 
     def decode(
         self,

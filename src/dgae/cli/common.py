@@ -64,12 +64,56 @@ def side_by_side(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([a.cpu(), gutter, b.cpu()], dim=2)
 
 
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (inputs never are)"
+    )
+
+
+def safe_stem(name: str) -> str:
+    """A file stem that cannot leave its folder: the last path component, with anything but
+    letters, digits, '.', '-' and '_' replaced (names come from shared latent files)."""
+    stem = Path(str(name).replace("\\", "/")).name
+    stem = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in stem).lstrip(".")
+    return stem or "image"
+
+
+def plan_outputs(
+    outputs: list[Path], inputs: list[str | Path], overwrite: bool, where: str = "--out"
+) -> list[Path]:
+    """Check every planned output before the first is written: none may be an input (never,
+    even with ``overwrite``), appear twice, or exist already unless ``overwrite``; a folder
+    where a file is needed is an error too. Returns the outputs."""
+    taken = {Path(p).resolve() for p in inputs}
+    seen: set[Path] = set()
+    for path in outputs:
+        real = path.resolve()
+        if real in taken:
+            raise ValueError(f"{where}: {path} is one of the inputs; refusing to overwrite it")
+        if real in seen:
+            raise ValueError(f"{where}: two outputs would both be written to {path}")
+        if path.is_dir():
+            raise ValueError(f"{where}: {path} is a folder, but a file is to be written there")
+        if path.exists() and not overwrite:
+            raise ValueError(f"{where}: {path} exists; pass --overwrite to replace it")
+        seen.add(real)
+    return outputs
+
+
+def output_folder(out: str | Path) -> Path:
+    """``--out`` as a folder: an existing file there is an error naming it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a folder for the outputs")
+    return out
+
+
 def unique_names(paths: list[str]) -> list[str]:
     """File stems, made unique with a numeric suffix where two inputs share one."""
     seen: dict[str, int] = {}
     names = []
     for p in paths:
-        stem = Path(p).stem
+        stem = safe_stem(Path(p).stem)
         seen[stem] = seen.get(stem, 0) + 1
         names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
     return names

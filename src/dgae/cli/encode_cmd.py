@@ -12,10 +12,14 @@ from safetensors.torch import save_file
 
 from dgae.cli.common import (
     add_device,
+    add_overwrite,
     add_sampling,
     load_model,
+    output_folder,
     pick_device,
+    plan_outputs,
     read_padded,
+    safe_stem,
     sampling_kwargs,
     seeded,
     unique_names,
@@ -31,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", action="store_true", help="sample the posterior (default: mean)")
     p.add_argument("--seed", type=int, default=0)
     add_device(p)
+    add_overwrite(p)
     p.set_defaults(run=run_encode)
     p = sub.add_parser("decode", help="decode a latent file written by dgae encode")
     p.add_argument("--model", required=True)
@@ -38,11 +43,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_sampling(p)
     add_device(p)
+    add_overwrite(p)
     p.set_defaults(run=run_decode)
 
 
 @torch.no_grad()
 def run_encode(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    plan_outputs([out], args.images, args.overwrite)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: expected a .safetensors file name")
     device = pick_device(args.device)
     model = load_model(args.model, device)
     tensors, entries = {}, []
@@ -53,7 +63,6 @@ def run_encode(args: argparse.Namespace) -> int:
         key = f"{i:06d}"
         tensors[key] = z[0].cpu().contiguous()
         entries.append({"key": key, "name": name, "height": h, "width": w})
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"images": json.dumps(entries), "model": str(Path(args.model).resolve())}
     save_file(tensors, str(out), metadata=meta)
@@ -63,19 +72,26 @@ def run_encode(args: argparse.Namespace) -> int:
 
 @torch.no_grad()
 def run_decode(args: argparse.Namespace) -> int:
-    device = pick_device(args.device)
-    model = load_model(args.model, device)
+    out = output_folder(args.out)
     with safe_open(args.latents, "pt") as fh:
         meta = fh.metadata() or {}
         if "images" not in meta:
             raise ValueError(f"{args.latents}: no 'images' metadata; write it with dgae encode")
         entries = json.loads(meta["images"])
         latents = {e["key"]: fh.get_tensor(e["key"]) for e in entries}
-    out = Path(args.out)
-    for i, e in enumerate(entries):
+    # names come from a file people share: confined to --out, checked before any write
+    names = unique_names([safe_stem(e["name"]) for e in entries])
+    paths = plan_outputs([out / f"{n}.png" for n in names], [args.latents], args.overwrite)
+    for e in entries:
+        z = latents[e["key"]]
+        if not torch.isfinite(z).all():
+            raise ValueError(f"{args.latents}: latent {e['key']!r} ({e['name']}) holds NaN or Inf")
+    device = pick_device(args.device)
+    model = load_model(args.model, device)
+    for i, (e, path) in enumerate(zip(entries, paths, strict=True)):
         z = latents[e["key"]][None].to(device)
         model.check_latents(z, f"{args.latents}[{e['key']}]")
         img = model.decode(z, generator=seeded(args.seed, i, device), **sampling_kwargs(args))
-        write_png(img[0, :, : e["height"], : e["width"]], out / f"{e['name']}.png")
+        write_png(img[0, :, : e["height"], : e["width"]], path)
     print(f"{len(entries)} images -> {out}")
     return 0

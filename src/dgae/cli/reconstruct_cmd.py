@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
 from dgae.cli.common import (
     add_device,
+    add_overwrite,
     add_sampling,
     load_model,
+    output_folder,
     pick_device,
+    plan_outputs,
     read_padded,
     sampling_kwargs,
     seeded,
@@ -28,15 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     add_sampling(p)
     add_device(p)
+    add_overwrite(p)
     p.set_defaults(run=run)
 
 
 @torch.no_grad()
 def run(args: argparse.Namespace) -> int:
+    out = output_folder(args.out)
+    names = unique_names(args.images)
+    plan_outputs([out / f"{n}{suffix}.png" for n in names for suffix in ("", "_compare")],
+                 args.images, args.overwrite)  # fmt: skip
     device = pick_device(args.device)
     model = load_model(args.model, device)
-    out = Path(args.out)
-    for i, (path, name) in enumerate(zip(args.images, unique_names(args.images), strict=True)):
+    for i, (path, name) in enumerate(zip(args.images, names, strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
         rec = model.reconstruct(
             x.to(device), generator=seeded(args.seed, i, device), **sampling_kwargs(args)
