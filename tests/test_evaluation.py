@@ -203,3 +203,33 @@ def test_bench_report_math_and_cli(tmp_path, capsys):
     record = json.loads((tmp_path / "bench.json").read_text())
     assert set(record["results"]["dgae"]) == {"encode", "decode@1", "decode@2", "train_step"}
     assert "DGAE / baseline" in capsys.readouterr().out
+
+
+def test_reference_feature_cache_is_keyed_by_content(tmp_path, monkeypatch):
+    # the same --data string for another folder, or edited files, must not reuse old features
+    import os
+
+    from dgae.data.loader import build_dataset
+    from dgae.evaluation.protocol import EvalSettings, feature_cache_path
+
+    def folder(name, colour):
+        d = tmp_path / name / "val"
+        d.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (20, 20), (colour, i * 50, 0)).save(d / f"{i}.png")
+        return d
+
+    settings = EvalSettings(16)
+    a, b = folder("a", 10), folder("b", 200)
+    monkeypatch.chdir(a.parent)
+    key_a = feature_cache_path(build_dataset("val", 16, "val"), settings, 3, "net")
+    monkeypatch.chdir(b.parent)
+    key_b = feature_cache_path(build_dataset("val", 16, "val"), settings, 3, "net")
+    assert key_a != key_b
+    Image.new("RGB", (20, 20), (1, 2, 3)).save(b / "1.png")
+    os.utime(b / "1.png", ns=(1, 1))
+    assert feature_cache_path(build_dataset("val", 16, "val"), settings, 3, "net") != key_b
+    tiles = build_dataset("photos", 32, "val")
+    assert feature_cache_path(tiles, settings, 8, "net") != feature_cache_path(
+        tiles, settings, 9, "net"
+    )

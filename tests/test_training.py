@@ -49,8 +49,11 @@ def test_tiny_run_trains_and_exports(tmp_path):
     assert len(losses(tmp_path)) == 8
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    c = cfg("train.sample_every=4", "train.checkpoint_every=100")
+@pytest.mark.parametrize(
+    "extra", [[], ["model.decoder.dropout=0.1", "model.encoder.dropout=0.1"]], ids=["", "dropout"]
+)
+def test_kill_and_resume_equals_uninterrupted(tmp_path, monkeypatch, extra):
+    c = cfg("train.sample_every=4", "train.checkpoint_every=100", *extra)
     train_autoencoder(c, tmp_path / "straight", progress=False)
 
     real = run_mod.build_autoencoder_task
@@ -146,7 +149,7 @@ def test_nan_guard_skips_counts_and_stops(tmp_path, monkeypatch):
         def poisoned(wrapped, batch, gens, step):
             out = compute(wrapped, batch, gens, step)
             if step >= 2:
-                out["model"] = out["model"] * float("nan")
+                out["model"] = out["loss"] = out["model"] * float("nan")
             return out
 
         task.compute = poisoned
@@ -154,12 +157,44 @@ def test_nan_guard_skips_counts_and_stops(tmp_path, monkeypatch):
 
     monkeypatch.setattr(run_mod, "build_autoencoder_task", nan_after_two)
     c = cfg("train.checkpoint_every=2", "train.max_bad_steps=3", "train.keep_checkpoints=5")
-    with pytest.raises(NonFiniteLossError, match="4 consecutive steps had a non-finite loss"):
+    with pytest.raises(
+        NonFiniteLossError, match="4 consecutive steps had a non-finite loss"
+    ) as err:
         train_autoencoder(c, tmp_path, progress=False)
     state = load_checkpoint(latest_checkpoint(tmp_path))
-    assert state["step"] == 2
+    assert state["step"] == 2 and str(latest_checkpoint(tmp_path)) in str(err.value)
     assert all(torch.isfinite(v).all() for v in state["modules"]["model"].values())
-    assert read_metrics(tmp_path / "metrics.jsonl")[-1]["bad_steps"] >= 1
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert rows[-1]["bad_steps"] >= 1 and rows[-1]["loss"] is None  # NaN is written as null
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON token {c}"))
+    # before any checkpoint exists the message says so instead of naming a missing folder
+    c = cfg("train.checkpoint_every=50", "train.max_bad_steps=3")
+    with pytest.raises(NonFiniteLossError, match="No checkpoint had been written yet"):
+        train_autoencoder(c, tmp_path / "early", progress=False)
+
+
+def test_metrics_survive_a_torn_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')
+    assert read_metrics(path) == [{"step": 1, "loss": 0.5}]
+    path.write_text('{"step": 1, "lo\n{"step": 2, "loss": 0.5}\n')
+    with pytest.raises(ValueError, match="line 1 is not JSON"):
+        read_metrics(path)
+
+
+def test_one_trainer_per_run_folder(tmp_path):
+    from dgae.training.lock import RunFolderBusy, run_lock
+
+    with run_lock(tmp_path):  # another live trainer holds the folder
+        with pytest.raises(RunFolderBusy, match="in use by process"):
+            train_autoencoder(cfg(), tmp_path, progress=False)
+    assert not (tmp_path / "config.json").exists()  # the holder's record was not touched
+    # a lock left by a process that died is free: the kernel released it with the process
+    code = (f"from pathlib import Path; from dgae.training.lock import run_lock; "
+            f"run_lock(Path({str(tmp_path)!r})).__enter__()")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert train_autoencoder(cfg("train.total_steps=1"), tmp_path, progress=False).status == "done"
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,9 @@ skipped path travels with the batch so the trainer can count and list it.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,3 +176,23 @@ def packed_dataset(path: str | Path, resolution: int | None = None, **kw) -> Arr
     images = np.load(path / "images.npy", mmap_mode="r")[:count]
     labels = np.load(path / "labels.npy", mmap_mode="r")[:count]
     return ArrayDataset(images, labels, meta["classes"], str(path), **kw)
+
+
+def content_key(dataset: Dataset, n: int) -> str:
+    """A sha256 that changes when the first ``n`` items' content may have changed: file paths
+    with sizes and modification times for files and memory-mapped packs, the pixel bytes for
+    in-memory arrays (so a cache keyed by it is never stale for edited or other data)."""
+    digest = hashlib.sha256(f"{type(dataset).__name__}|{n}".encode())
+    images = getattr(dataset, "images", None)
+    files = getattr(dataset, "paths", None)
+    if isinstance(images, np.memmap):
+        files = [images.filename]
+    if files is not None:
+        for path in files[:n] if len(files) > 1 else files:
+            st = os.stat(path)
+            digest.update(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    elif images is not None:
+        digest.update(np.ascontiguousarray(images[:n]).tobytes())
+    else:
+        raise TypeError(f"cannot fingerprint a {type(dataset).__name__}; give it .paths or .images")
+    return digest.hexdigest()

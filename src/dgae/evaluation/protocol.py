@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dgae.data.datasets import FileDataset
+from dgae.data.datasets import FileDataset, content_key
 from dgae.data.transforms import to_model_range, to_uint8
 from dgae.diffusion import network_evaluations
 from dgae.evaluation.metrics import (
@@ -94,8 +94,10 @@ def _gather(obj, dist: DistInfo) -> list:
     return out
 
 
-def feature_cache_path(spec: str, settings: EvalSettings, n: int, network: str) -> Path:
-    key = json.dumps([PROTOCOL_VERSION, spec, settings.resolution, n, network])
+def feature_cache_path(dataset: Dataset, settings: EvalSettings, n: int, network: str) -> Path:
+    """Where the reference features of the first ``n`` images of ``dataset`` are cached: keyed
+    by their content (:func:`content_key`), never by a name that may point elsewhere."""
+    key = json.dumps([PROTOCOL_VERSION, content_key(dataset, n), settings.resolution, n, network])
     return dgae_home() / "fid_stats" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".pt")
 
 
@@ -117,7 +119,7 @@ def evaluate(
     mine = list(range(dist.rank, n, dist.world))
     check_image_sizes(dataset, mine, settings.resolution)
     steps = settings.steps if model.is_diffusion else (1,)
-    cache = feature_cache_path(spec, settings, n, getattr(features, "name", "custom"))
+    cache = feature_cache_path(dataset, settings, n, getattr(features, "name", "custom"))
     need_real = not cache.exists()
     rows: dict[int, dict] = {i: {} for i in mine}
     real_feats: dict[int, torch.Tensor] = {}

@@ -17,7 +17,7 @@ def reference_features(
     """Features (N, D) of the reference images (``split`` of ``spec``), cached in $DGAE_HOME."""
     data = build_dataset(spec, resolution, split=split)
     n = len(data) if num <= 0 else min(num, len(data))
-    path = feature_cache_path(f"{spec}:{split}", EvalSettings(resolution), n, features.name)
+    path = feature_cache_path(data, EvalSettings(resolution), n, features.name)
     if path.exists():
         return torch.load(path, weights_only=True).double()
     feats = []

@@ -11,6 +11,7 @@ from dgae.config import LDMExperimentConfig, save_json
 from dgae.generation.cache import LatentDataset
 from dgae.generation.ldm import build_ldm, build_ldm_task
 from dgae.training.distributed import DistInfo, barrier, init_distributed
+from dgae.training.lock import run_lock
 from dgae.training.loop import Trainer
 from dgae.training.run import run_task
 
@@ -40,13 +41,14 @@ def train_ldm(
     cfg.validate()
     dist = dist or init_distributed()
     run_dir = Path(run_dir)
-    data = LatentDataset(latents)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_latents_match(run_dir, data)
-        save_json(cfg, run_dir / "config.json")
-    barrier(dist)
-    torch.manual_seed(cfg.train.seed)
-    ldm = build_ldm(cfg, data)
-    task = build_ldm_task(cfg, ldm, run_dir, dist.device, extra_eval)
-    return run_task(task, cfg.train, data, run_dir, dist, progress)
+    with run_lock(run_dir, dist.is_main):  # one trainer per run folder
+        data = LatentDataset(latents)
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            check_latents_match(run_dir, data)
+            save_json(cfg, run_dir / "config.json")
+        barrier(dist)
+        torch.manual_seed(cfg.train.seed)
+        ldm = build_ldm(cfg, data)
+        task = build_ldm_task(cfg, ldm, run_dir, dist.device, extra_eval)
+        return run_task(task, cfg.train, data, run_dir, dist, progress)

@@ -193,6 +193,12 @@ class Trainer:
                 with open(self.run_dir / "skipped_images.txt", "a") as fh:
                     fh.write("".join(p + "\n" for p in paths))
 
+    def _last_good(self) -> str:
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return "No checkpoint had been written yet, so the run starts over when rerun."
+        return f"The last good checkpoint is {path}; rerunning resumes from it."
+
     def resume(self) -> bool:
         """Load the latest checkpoint in the run folder, if any; True when resumed."""
         path = latest_checkpoint(self.run_dir)
@@ -203,7 +209,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def _micro_step(self, batch: Batch, accumulate: bool) -> dict[str, Tensor]:
+    def _micro_step(self, batch: Batch, accumulate: bool, micro: int = 0) -> dict[str, Tensor]:
         gens = sample_generators(self.cfg.seed, batch.keys, self.dist.device)
         syncs = contextlib.ExitStack()
         if accumulate:  # no gradient all-reduce on non-final micro-steps
@@ -214,7 +220,12 @@ class Trainer:
                     m.set_requires_gradient_sync(False)
                     syncs.callback(m.set_requires_gradient_sync, True)
         dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float32
-        with syncs:
+        # the global RNG (dropout) is seeded from (seed, step, micro-step, rank), not carried
+        # from the process's history: a resumed run draws the same masks as an uninterrupted one
+        devices = [self.dist.device] if self.dist.device.type == "cuda" else []
+        seed = ((self.cfg.seed * 1_000_003 + self.step) * 64 + micro) * 4096 + self.dist.rank
+        with syncs, torch.random.fork_rng(devices=devices, device_type=self.dist.device.type):
+            torch.manual_seed(seed)
             with torch.autocast(self.dist.device.type, dtype, enabled=dtype != torch.float32):
                 out = self.task.compute(self.wrapped, batch, gens, self.step)
             losses = [out[n] / self.cfg.grad_accum for n in self.task.modules]
@@ -247,7 +258,7 @@ class Trainer:
                     batch = next(batches)
                     skipped += len(batch.skipped)
                     self.skipped += batch.skipped
-                    out = self._micro_step(batch, accumulate=micro < self.cfg.grad_accum - 1)
+                    out = self._micro_step(batch, micro < self.cfg.grad_accum - 1, micro)
                     for k, v in out.items():
                         if k in self.task.modules:
                             continue  # logged under "loss" / "loss/<term>"
@@ -271,9 +282,8 @@ class Trainer:
                         bar.close()
                         raise NonFiniteLossError(
                             f"{consecutive_bad} consecutive steps had a non-finite loss (last at "
-                            f"step {self.step}); stopped with the last good checkpoint intact in "
-                            f"{self.run_dir / 'checkpoints'}. Lower train.lr or raise "
-                            "train.max_bad_steps."
+                            f"step {self.step}); stopped. {self._last_good()} Lower train.lr or "
+                            "raise train.max_bad_steps."
                         )
                 else:
                     consecutive_bad = 0

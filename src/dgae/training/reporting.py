@@ -28,11 +28,15 @@ class MetricsWriter:
             self.tb = SummaryWriter(str(run_dir / "tensorboard"))
 
     def write(self, row: dict) -> None:
+        """Append ``row``; non-finite numbers become null (the file stays strict JSON)."""
+        row = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
+        }
         with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(json.dumps(row, allow_nan=False) + "\n")
         if self.tb is not None:
             for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
                     self.tb.add_scalar(key, value, row["step"])
 
     def truncate_after(self, step: int) -> None:
@@ -43,9 +47,20 @@ class MetricsWriter:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of a metrics file; a torn last line (a crash mid-write) is dropped, a damaged
+    line elsewhere is an error naming the file and line."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for k, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1:
+                break
+            raise ValueError(f"{path}: line {k + 1} is not JSON: {line[:80]!r}") from None
+    return rows
 
 
 def image_grid(images: Tensor, nrow: int) -> np.ndarray:

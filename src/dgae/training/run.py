@@ -14,6 +14,7 @@ from dgae.data.loader import ResumableSampler, build_dataset, build_loader
 from dgae.training.autoencoder_task import build_autoencoder_task, export_model
 from dgae.training.checkpoint import latest_checkpoint, load_checkpoint
 from dgae.training.distributed import DistInfo, barrier, init_distributed
+from dgae.training.lock import run_lock
 from dgae.training.loop import Trainer, TrainTask
 from dgae.training.reporting import MetricsWriter
 
@@ -49,22 +50,25 @@ def train_autoencoder(
     cfg.validate()
     dist = dist or init_distributed()
     run_dir = Path(run_dir)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        check_resume_config(run_dir, cfg)
-        save_json(cfg, run_dir / "config.json")
-    barrier(dist)
-    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    d = cfg.data
-    train_data = build_dataset(
-        d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment
-    )
-    val_data = build_dataset(d.spec, d.resolution, "val")
-    n_grid = min(NUM_GRID_IMAGES, len(val_data))
-    val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
-    model = Autoencoder(cfg.model)
-    task = build_autoencoder_task(cfg, model, stats_dataset(cfg), val_images, run_dir, dist.device)
-    return run_task(task, cfg.train, train_data, run_dir, dist, progress, d.num_workers)
+    with run_lock(run_dir, dist.is_main):  # one trainer per run folder
+        if dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            check_resume_config(run_dir, cfg)
+            save_json(cfg, run_dir / "config.json")
+        barrier(dist)
+        torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+        d = cfg.data
+        train_data = build_dataset(
+            d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment
+        )
+        val_data = build_dataset(d.spec, d.resolution, "val")
+        n_grid = min(NUM_GRID_IMAGES, len(val_data))
+        val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
+        model = Autoencoder(cfg.model)
+        task = build_autoencoder_task(
+            cfg, model, stats_dataset(cfg), val_images, run_dir, dist.device
+        )
+        return run_task(task, cfg.train, train_data, run_dir, dist, progress, d.num_workers)
 
 
 def run_task(
