@@ -39,6 +39,51 @@ def load_model(path: str, device: torch.device) -> Autoencoder:
     return Autoencoder.from_pretrained(path, device=device)
 
 
+def available_bytes(device: torch.device) -> int:
+    """Free memory on ``device``: CUDA's free memory, else the OS's MemAvailable."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not refuse
+
+
+def check_fits(
+    model: Autoencoder, height: int, width: int, device: torch.device, what: str
+) -> None:
+    """Refuse, before any work, an image whose full-resolution activations cannot fit: a
+    conservative estimate of float32 maps (the widest full-resolution layer, times the maps a
+    U-Net keeps for its skips) against the free memory of ``device``."""
+    cfg = model.config
+    widths = [cfg.encoder.base_channels, cfg.baseline_decoder.base_channels]
+    if model.is_diffusion:
+        widths.append(cfg.decoder.base_channels * (2 * cfg.decoder.num_res_blocks + 4))
+    need = 4 * height * width * (max(widths) + 16)
+    free = available_bytes(device)
+    if need > 0.8 * free:
+        raise ValueError(
+            f"{what}: a {height}x{width} image needs about {need / 2**30:.1f} GiB of activations "
+            f"at full resolution, more than the {free / 2**30:.1f} GiB free on {device}; "
+            "use a smaller image (or crop it into tiles)"
+        )
+
+
+def check_images_fit(model: Autoencoder, paths: list[str], device: torch.device) -> None:
+    """:func:`check_fits` for every image file, from its header, before any is processed."""
+    f = model.downsample_factor
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except OSError:
+            continue  # unreadable files are reported when they are read
+        check_fits(model, h + (-h) % f, w + (-w) % f, device, str(path))
+
+
 def read_padded(path: str | Path, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Image file -> (1, 3, H', W') in [-1, 1], reflect-padded to a multiple of ``multiple``,
     and the original (H, W) to crop back to."""

@@ -14,6 +14,8 @@ from dgae.cli.common import (
     add_device,
     add_overwrite,
     add_sampling,
+    check_fits,
+    check_images_fit,
     load_model,
     output_folder,
     pick_device,
@@ -55,6 +57,7 @@ def run_encode(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: expected a .safetensors file name")
     device = pick_device(args.device)
     model = load_model(args.model, device)
+    check_images_fit(model, args.images, device)
     tensors, entries = {}, []
     for i, (path, name) in enumerate(zip(args.images, unique_names(args.images), strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
@@ -88,6 +91,11 @@ def run_decode(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.latents}: latent {e['key']!r} ({e['name']}) holds NaN or Inf")
     device = pick_device(args.device)
     model = load_model(args.model, device)
+    f = model.downsample_factor
+    for e in entries:
+        check_fits(
+            model, e["height"] // 1 + f, e["width"] + f, device, f"{args.latents}[{e['key']}]"
+        )
     for i, (e, path) in enumerate(zip(entries, paths, strict=True)):
         z = latents[e["key"]][None].to(device)
         model.check_latents(z, f"{args.latents}[{e['key']}]")

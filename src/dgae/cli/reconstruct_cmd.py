@@ -10,6 +10,7 @@ from dgae.cli.common import (
     add_device,
     add_overwrite,
     add_sampling,
+    check_images_fit,
     load_model,
     output_folder,
     pick_device,
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
                  args.images, args.overwrite)  # fmt: skip
     device = pick_device(args.device)
     model = load_model(args.model, device)
+    check_images_fit(model, args.images, device)
     for i, (path, name) in enumerate(zip(args.images, names, strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
         rec = model.reconstruct(

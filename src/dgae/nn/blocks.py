@@ -111,7 +111,9 @@ class AttentionBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, heads, H*W, C/heads)
+        # contiguous inputs let SDPA pick a memory-efficient kernel (linear in H*W): strided
+        # ones fall back to the math path, which materialises (H*W)^2 scores (34 GB at 512^2)
+        q, k, v = (t.contiguous() for t in qkv.transpose(-1, -2).unbind(1))  # (B, heads, HW, C/h)
         out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, H*W, C/heads)
         out = out.transpose(-1, -2).reshape(b, c, h, w)
         return x + self.proj(out)
