@@ -48,10 +48,12 @@ def fake_features(images):  # uint8 (N, 3, H, W) -> (N, 4): cheap stand-in for I
 def test_study_runs_resumes_and_never_reports_stale_cells(tmp_path):
     s = StudySettings(size="tiny", resolution=16, steps=3, batch_size=2, nfes=(1, 2),
                       eval_images=6, overrides=("train.stats_images=4",))  # fmt: skip
-    cells = [Cell("dgae-head", 4, 2), Cell("baseline", 4, 2)]
+    cells = [Cell("dgae-head", 4, 2), Cell("baseline", 4, 2), Cell("dgae-head-v", 4, 2)]
     report = run_study(cells, s, tmp_path, metrics=(fake_features, None))
     text = report.read_text()
     assert "| dgae-head | 4 | 2 | 32 |" in text and "| baseline | 4 | 2 | 32 |" in text
+    # the ablation table names each arm's one change and its effect at the same NFE
+    assert "## Ablations" in text and "| dgae-head-v | `model.diffusion.prediction=v` | 1 |" in text
     assert (tmp_path / "quality_vs_latent.png").exists()
     result = tmp_path / "dgae-head-f4c2" / "result.json"
     first = json.loads(result.read_text())

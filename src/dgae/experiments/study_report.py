@@ -45,6 +45,38 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ablation(results: list[dict], reference: str = "dgae-head") -> str:
+    """One table per (f, c) holding ``reference`` and other DGAE arms: each arm's change (its
+    overrides beyond the reference's) and its effect at the same NFE."""
+    from dgae.experiments.study import ARMS
+
+    base_overrides = set(ARMS[reference][1])
+    out = []
+    groups: dict[tuple[int, int], dict[str, dict]] = {}
+    for r in results:
+        c = r["cell"]
+        if not c["width"] and ARMS.get(c["arm"], ("",))[0] == "dgae":
+            groups.setdefault((c["factor"], c["channels"]), {})[c["arm"]] = r
+    for (f, ch), arms in sorted(groups.items()):
+        if reference not in arms or len(arms) < 2:
+            continue
+        ref = {e["nfe"]: e for e in arms[reference]["eval"]["results"]}
+        out += [f"\n**f{f} c{ch}**, one change from `{reference}` per row (Δ: this row minus "
+                f"`{reference}` at the same NFE; lower is better for rFID/KID):\n",
+                "| arm | change | NFE | PSNR | ST-LPIPS | rFID | KID×1000 | ΔPSNR | ΔrFID | ΔKID×1000 |",
+                "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for arm, r in sorted(arms.items(), key=lambda kv: kv[0] != reference):
+            change = sorted(set(ARMS[arm][1]) - base_overrides) if arm != reference else []
+            for e in r["eval"]["results"]:
+                b = ref.get(e["nfe"])
+                delta = (f"{e['psnr'] - b['psnr']:+.2f} | {e['rfid'] - b['rfid']:+.1f} | "
+                         f"{(e['kid'] - b['kid']) * 1000:+.1f}") if b and arm != reference else "– | – | –"  # fmt: skip
+                out.append(f"| {arm} | {', '.join(f'`{o}`' for o in change) or 'reference'} | "
+                           f"{e['nfe']} | {e['psnr']:.2f} | {e['perceptual'] or float('nan'):.4f} | "
+                           f"{e['rfid']:.1f} | {e['kid'] * 1000:.1f} | {delta} |")  # fmt: skip
+    return "\n".join(out) + "\n" if out else ""
+
+
 def plot(results: list[dict], path: Path) -> None:
     """Quality vs latent elements per image: one line per (arm, NFE), preset widths only."""
     import matplotlib
@@ -98,6 +130,6 @@ Latent sizes: {sizes}.
 
 {table(results)}
 ![quality vs latent size](quality_vs_latent.png)
-"""
+{"## Ablations" + chr(10) + ablation(results) if ablation(results) else ""}"""
     (out / "report.md").write_text(text)
     return out / "report.md"
