@@ -73,3 +73,31 @@ def test_unknown_preset_and_bad_choice():
     bad = apply_overrides(cfg, ["model.downsample_factor=6"])
     with pytest.raises(ConfigError, match="downsample_factor=6"):
         bad.validate()
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [("train.checkpoint_every=0", "checkpoint_every"), ("train.log_every=0", "log_every"),
+     ("train.sample_every=-1", "sample_every"), ("data.resolution=0", "data.resolution"),
+     ("train.total_steps=0", "total_steps"), ("train.lr=0", "train.lr"),
+     ("train.ema_decay=1", "ema_decay"), ("train.keep_checkpoints=0", "keep_checkpoints")],
+)  # fmt: skip
+def test_bad_run_settings_are_rejected_at_config_time(override, field):
+    from dgae.config import ConfigError, apply_overrides, get_preset
+
+    with pytest.raises(ConfigError, match=field):
+        apply_overrides(get_preset("dgae-tiny"), [override]).validate()
+
+
+def test_devices_are_checked():
+    import torch
+
+    from dgae.cli.common import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    for bad, why in (("gpu7", "not a device"), ("meta", "expected cpu, cuda")):
+        with pytest.raises(ValueError, match=why):
+            pick_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")

@@ -209,6 +209,12 @@ class DataConfig:
     color_augment: bool = True
     num_workers: int = 0
 
+    def validate(self) -> None:
+        if self.resolution < 1:
+            raise ConfigError(f"data.resolution={self.resolution}; expected a size >= 1 pixel")
+        if self.num_workers < 0:
+            raise ConfigError(f"data.num_workers={self.num_workers}; expected >= 0")
+
 
 @dataclass
 class TrainConfig:
@@ -245,6 +251,21 @@ class TrainConfig:
         _choice("train.precision", self.precision, ("fp32", "bf16"))
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
+        positive = ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
+                    "stats_images")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name}={getattr(self, name)}; expected an integer >= 1")
+        if self.total_steps < 1 and self.total_images < 1:
+            raise ConfigError(
+                f"train.total_steps={self.total_steps} and train.total_images="
+                f"{self.total_images}: one of them must be >= 1 (an untrained model is not exported)"
+            )
+        if self.lr <= 0 or self.max_bad_steps < 0 or not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(
+                f"train.lr={self.lr} (> 0), train.max_bad_steps={self.max_bad_steps} (>= 0), "
+                f"train.ema_decay={self.ema_decay} (in [0, 1)): one is out of range"
+            )
 
 
 @dataclass
@@ -259,6 +280,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         self.model.validate()
         self.loss.validate()
+        self.data.validate()
         self.train.validate()
 
 
