@@ -225,3 +225,58 @@ def test_large_images_run_in_bounded_memory_or_fail_before_work(trained, tmp_pat
     monkeypatch.setattr(common, "available_bytes", lambda device: 2**20)  # 1 MiB free
     assert main([*args, "--out", str(tmp_path / "none")]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+def test_bad_files_and_values_are_clear_errors(trained, tmp_path, capsys):
+    import shutil
+
+    model = trained / "model"
+    img = _image(tmp_path / "a.png", 16, 16)
+
+    def broken(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(model, folder)
+        edit(folder)
+        return str(folder)
+
+    cfg = json.loads((model / "config.json").read_text())
+    cases = {
+        "truncated weights": (broken("trunc", lambda d: (d / "model.safetensors").write_bytes(
+            (d / "model.safetensors").read_bytes()[:100])), "damaged, truncated"),
+        "empty weights": (broken("empty", lambda d: (d / "model.safetensors").write_bytes(b"")),
+                          "damaged, truncated"),
+        "config is a list": (broken("list", lambda d: (d / "config.json").write_text("[1]")),
+                             "expected a JSON object"),
+        "null section": (broken("null", lambda d: (d / "config.json").write_text(json.dumps(
+            {**cfg, "model": {**cfg["model"], "encoder": None}}))), "expected an object"),
+        "zero std": (broken("std", lambda d: (d / "config.json").write_text(json.dumps(
+            {**cfg, "latent_stats": {"mean": [0, 0], "std": [0, 1]}}))), "positive finite stds"),
+        "model is a file": (str(model / "config.json"), "is a file; expected a model folder"),
+    }  # fmt: skip
+    for what, (path, message) in cases.items():
+        out = tmp_path / "out" / what.replace(" ", "_")
+        assert main(["reconstruct", "--model", path, str(img), "--out", str(out)]) == 2, what
+        assert message in capsys.readouterr().err, what
+    z = tmp_path / "z.safetensors"
+    for content, message in ((b"", "not a readable safetensors"), (b"\x00" * 40, "not a readable")):
+        z.write_bytes(content)
+        assert main(["decode", "--model", str(model), str(z), "--out", str(tmp_path / "d")]) == 2
+        assert message in capsys.readouterr().err
+    args = ["reconstruct", "--model", str(model), str(img), "--out", str(tmp_path / "s")]
+    assert main([*args, "--steps", "100000"]) == 2
+    assert "expected a decoder NFE in [1, 1000]" in capsys.readouterr().err
+
+
+def test_training_falls_back_past_a_truncated_checkpoint(tmp_path, capsys):
+    from dgae.config import apply_overrides, get_preset
+    from dgae.training.checkpoint import list_checkpoints
+    from dgae.training.run import train_autoencoder
+
+    cfg = apply_overrides(get_preset("dgae-tiny"), ["train.total_steps=4", "train.checkpoint_every=2",
+                                                    "train.stats_images=4"])  # fmt: skip
+    train_autoencoder(cfg, tmp_path, progress=False)
+    first, last = list_checkpoints(tmp_path)
+    last.write_bytes(last.read_bytes()[:1000])  # a crash while copying the run folder
+    cfg = apply_overrides(cfg, ["train.total_steps=6"])
+    assert train_autoencoder(cfg, tmp_path, progress=False).status == "done"
+    assert f"checkpoint {last} is damaged" in capsys.readouterr().out

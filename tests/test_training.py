@@ -232,3 +232,18 @@ def test_unreadable_training_files_are_counted_and_listed(tmp_path):
     listed = (tmp_path / "run" / "skipped_images.txt").read_text().splitlines()
     assert listed and all(p.endswith("broken.png") for p in listed)
     assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["skipped_images"] == len(listed)
+
+
+def test_disk_full_while_checkpointing_is_clear_and_leaves_no_tmp(tmp_path, monkeypatch):
+    import errno
+
+    import dgae.training.checkpoint as ckpt
+
+    def full(state, fh):
+        fh.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    with pytest.raises(OSError, match="could not write checkpoint .* No space left"):
+        train_autoencoder(cfg("train.checkpoint_every=2"), tmp_path, progress=False)
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))

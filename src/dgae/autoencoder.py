@@ -141,6 +141,11 @@ class Autoencoder(nn.Module):
         """Load a folder written by :meth:`save_pretrained` (safetensors only, never pickle)."""
         directory = Path(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        if directory.is_file():
+            raise ValueError(
+                f"{directory} is a file; expected a model folder holding {CONFIG_NAME} and "
+                f"{WEIGHTS_NAME} (e.g. RUN/model)"
+            )
         if not directory.is_dir():
             raise FileNotFoundError(f"model folder {directory} does not exist")
         if not w_path.exists():
@@ -153,15 +158,25 @@ class Autoencoder(nn.Module):
             raise FileNotFoundError(f"{w_path} is missing{hint}")
         if not cfg_path.exists():
             raise FileNotFoundError(f"{cfg_path} is missing")
-        meta = json.loads(cfg_path.read_text())
+        try:
+            meta = json.loads(cfg_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
+        if not isinstance(meta, dict):
+            raise ValueError(f"{cfg_path}: expected a JSON object, got {type(meta).__name__}")
         version = meta.get("format_version")
         if version != FORMAT_VERSION or "model" not in meta:
             raise ValueError(
                 f"{cfg_path}: format_version={version!r}; expected {FORMAT_VERSION} with a 'model' "
                 "entry (is this a dgae model folder?)"
             )
+        if not isinstance(meta["model"], dict):
+            raise ValueError(f"{cfg_path}: 'model' must be an object, got {meta['model']!r}")
         model = cls(from_dict(AutoencoderConfig, meta["model"], "model"))
-        state = load_file(str(w_path), device=str(device))
+        try:
+            state = load_file(str(w_path), device=str(device))
+        except Exception as err:  # safetensors raises its own error types for damaged files
+            raise ValueError(f"{w_path} is damaged, truncated or not safetensors: {err}") from None
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as err:  # shape mismatches
@@ -172,11 +187,24 @@ class Autoencoder(nn.Module):
                 f"{w_path} does not match {cfg_path}: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
-        stats = meta.get("latent_stats", {})
+        stats = meta.get("latent_stats") or {}
         c = model.config.latent_channels
-        if len(stats.get("mean", [])) != c or len(stats.get("std", [])) != c:
+        if (
+            not isinstance(stats, dict)
+            or len(stats.get("mean") or []) != c
+            or len(stats.get("std") or []) != c
+        ):
             raise ValueError(f"{cfg_path}: latent_stats must hold {c} means and {c} stds")
-        model.latent_stats.set_from(torch.tensor(stats["mean"]), torch.tensor(stats["std"]))
+        try:
+            mean, std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
+        except (TypeError, ValueError):
+            raise ValueError(f"{cfg_path}: latent_stats must be numbers") from None
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(
+                f"{cfg_path}: latent_stats need finite means and positive finite stds; got "
+                f"mean={stats['mean']}, std={stats['std']}"
+            )
+        model.latent_stats.set_from(mean, std)
         return model.to(device).eval()
 
 

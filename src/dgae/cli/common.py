@@ -43,7 +43,14 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (per image)")
 
 
+MAX_DECODER_STEPS = 1000  # far past where quality stops changing; larger is a typo
+
+
 def sampling_kwargs(args: argparse.Namespace) -> dict:
+    if args.steps is not None and not 1 <= args.steps <= MAX_DECODER_STEPS:
+        raise ValueError(
+            f"--steps {args.steps}: expected a decoder NFE in [1, {MAX_DECODER_STEPS}]"
+        )
     kw = {"num_steps": args.steps}
     if args.sampler:
         kw["sampler"] = args.sampler

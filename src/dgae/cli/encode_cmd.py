@@ -73,15 +73,36 @@ def run_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_latents(path: str) -> tuple[list[dict], dict[str, torch.Tensor]]:
+    """The entries and tensors of a file written by ``dgae encode``; anything else (empty,
+    truncated, not safetensors, missing metadata or keys) is a ValueError naming the problem."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"latents file {path} does not exist")
+    try:
+        with safe_open(path, "pt") as fh:
+            meta = fh.metadata() or {}
+            if "images" not in meta:
+                raise ValueError(f"{path}: no 'images' metadata; write it with dgae encode")
+            entries = json.loads(meta["images"])
+            keys = set(fh.keys())
+            missing = [e.get("key") for e in entries if e.get("key") not in keys]
+            if missing:
+                raise ValueError(f"{path}: entries {missing[:5]} have no tensor in the file")
+            latents = {e["key"]: fh.get_tensor(e["key"]) for e in entries}
+    except ValueError:
+        raise
+    except Exception as err:  # safetensors' own errors for damaged files
+        raise ValueError(f"{path} is not a readable safetensors latents file: {err}") from None
+    if not entries:
+        raise ValueError(f"{path} holds no latents")
+    return entries, latents
+
+
 @torch.no_grad()
 def run_decode(args: argparse.Namespace) -> int:
+    sampling = sampling_kwargs(args)
     out = output_folder(args.out)
-    with safe_open(args.latents, "pt") as fh:
-        meta = fh.metadata() or {}
-        if "images" not in meta:
-            raise ValueError(f"{args.latents}: no 'images' metadata; write it with dgae encode")
-        entries = json.loads(meta["images"])
-        latents = {e["key"]: fh.get_tensor(e["key"]) for e in entries}
+    entries, latents = read_latents(args.latents)
     # names come from a file people share: confined to --out, checked before any write
     names = unique_names([safe_stem(e["name"]) for e in entries])
     paths = plan_outputs([out / f"{n}.png" for n in names], [args.latents], args.overwrite)
@@ -99,7 +120,7 @@ def run_decode(args: argparse.Namespace) -> int:
     for i, (e, path) in enumerate(zip(entries, paths, strict=True)):
         z = latents[e["key"]][None].to(device)
         model.check_latents(z, f"{args.latents}[{e['key']}]")
-        img = model.decode(z, generator=seeded(args.seed, i, device), **sampling_kwargs(args))
+        img = model.decode(z, generator=seeded(args.seed, i, device), **sampling)
         write_png(img[0, :, : e["height"], : e["width"]], path)
     print(f"{len(entries)} images -> {out}")
     return 0

@@ -53,6 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmd.error(f"unrecognized arguments: {' '.join(unknown)}; valid options: {', '.join(flags)}")
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
+    except (ValueError, TypeError, OSError, KeyError) as err:
         print(f"dgae {args.command}: error: {err}", file=sys.stderr)
         return 2

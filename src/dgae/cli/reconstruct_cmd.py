@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 @torch.no_grad()
 def run(args: argparse.Namespace) -> int:
+    sampling = sampling_kwargs(args)
     out = output_folder(args.out)
     names = unique_names(args.images)
     plan_outputs([out / f"{n}{suffix}.png" for n in names for suffix in ("", "_compare")],
@@ -46,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
     check_images_fit(model, args.images, device)
     for i, (path, name) in enumerate(zip(args.images, names, strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
-        rec = model.reconstruct(
-            x.to(device), generator=seeded(args.seed, i, device), **sampling_kwargs(args)
-        )
+        rec = model.reconstruct(x.to(device), generator=seeded(args.seed, i, device), **sampling)
         rec = rec[0, :, :h, :w]
         write_png(rec, out / f"{name}.png")
         write_png(side_by_side(x[0, :, :h, :w], rec), out / f"{name}_compare.png")

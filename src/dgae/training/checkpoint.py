@@ -41,10 +41,17 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
     tmp = path.with_suffix(".pt.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as err:  # disk full, quota, I/O error
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            f"could not write checkpoint {path} ({err}); no partial file was left and the "
+            "previous checkpoint is intact: free disk space and rerun to resume"
+        ) from None
     tmp.replace(path)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink()
@@ -52,4 +59,18 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load one checkpoint; a damaged file is a ValueError naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"checkpoint {path} is damaged or truncated: {err}") from None
+
+
+def load_latest_good(run_dir: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """The newest checkpoint that loads, falling back (and saying so) past damaged ones."""
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            return path, load_checkpoint(path)
+        except ValueError as err:
+            print(f"warning: {err}; trying the previous checkpoint", flush=True)
+    return None

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dgae.config import TrainConfig
 from dgae.data.datasets import Batch
-from dgae.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from dgae.training.checkpoint import latest_checkpoint, load_latest_good, save_checkpoint
 from dgae.training.distributed import DistInfo, all_reduce_sum
 from dgae.training.ema import EMA
 from dgae.training.fsdp import (
@@ -201,10 +201,10 @@ class Trainer:
 
     def resume(self) -> bool:
         """Load the latest checkpoint in the run folder, if any; True when resumed."""
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
+        found = load_latest_good(self.run_dir)
+        if found is None:
             return False
-        self.load_state_dict(load_checkpoint(path))
+        self.load_state_dict(found[1])
         return True
 
     # ------------------------------------------------------------------ the loop
