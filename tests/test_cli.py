@@ -280,3 +280,14 @@ def test_training_falls_back_past_a_truncated_checkpoint(tmp_path, capsys):
     cfg = apply_overrides(cfg, ["train.total_steps=6"])
     assert train_autoencoder(cfg, tmp_path, progress=False).status == "done"
     assert f"checkpoint {last} is damaged" in capsys.readouterr().out
+
+
+def test_version_and_help_texts(capsys):
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("dgae ")
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "dgae-small" in capsys.readouterr().out  # the presets are listed
+    assert main(["weights", "nope"]) == 2
+    assert "unknown weight(s) ['nope']" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def test_cache_train_sample_end_to_end(ae_dir, tmp_path):
     assert (run / "model" / "model.safetensors").exists() and (run / "samples").is_dir()
     record = json.loads((run / "model" / "config.json").read_text())
     assert record["autoencoder"]["path"] == str(ae_dir.resolve())
-    assert main(["ldm-sample", "--ldm", str(run / "model"), "--num", "6", "--steps", "3",
+    assert main(["ldm-sample", "--ldm", str(run / "model"), "--num", "6", "--sampling-steps", "3",
                  "--cfg", "2.0", "--out", str(samples), "--fid-data", "photos"]) == 0  # fmt: skip
     npz = np.load(samples / "samples.npz")
     assert npz["images"].shape == (6, 16, 16, 3) and npz["images"].dtype == np.uint8
@@ -172,7 +172,7 @@ def test_training_on_other_latents_is_refused(ae_dir, tmp_path):
 def test_ldm_experiment_cli_end_to_end(tmp_path):
     out = tmp_path / "exp"
     assert main(["ldm-experiment", "--data", "photos", "--resolution", "16", "--size", "tiny",
-                 "--out", str(out), "--ae-steps", "2", "--dit-steps", "2", "--eval-every", "1",
+                 "--out", str(out), "--ae-train-steps", "2", "--dit-train-steps", "2", "--eval-every", "1",
                  "--fid-samples", "4", "--ref-images", "8", "--cache-images", "32"]) == 0  # fmt: skip
     report = (out / "report.md").read_text()
     assert "| dgae-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report

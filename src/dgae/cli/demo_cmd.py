@@ -11,7 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo", help="DGAE vs baselines at equal budget on built-in photos (~10 min)"
     )
     p.add_argument("--out", default="runs/demo", help="output folder (resumes when interrupted)")
-    p.add_argument("--steps", type=int, default=300, help="training steps per model")
+    p.add_argument("--train-steps", type=int, default=300, help="training steps per model")
     p.add_argument("--nfe", default="1,2,4", help="DGAE decoder NFEs to evaluate")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=run)
@@ -21,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
     from dgae.demo import run_demo
     from dgae.evaluation.protocol import parse_steps
 
-    run_demo(Path(args.out), args.steps, parse_steps(args.nfe), args.seed)
+    run_demo(Path(args.out), args.train_steps, parse_steps(args.nfe), args.seed)
     return 0

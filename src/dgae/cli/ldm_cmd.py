@@ -45,8 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ldm", required=True, help="DiT folder (RUN/model of dgae ldm-train)")
     p.add_argument("--num", type=int, default=64)
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the config's)")
-    p.add_argument("--steps", type=int, default=None, help="DiT sampling steps")
-    p.add_argument("--ae-steps", type=int, default=None, help="decoder NFE (DGAE)")
+    p.add_argument("--sampling-steps", type=int, default=None,
+                   help="DiT ODE steps (default: the config's)")  # fmt: skip
+    p.add_argument("--steps", type=int, default=None,
+                   help="decoder NFE of a DGAE (default: the model's), as in reconstruct/eval")  # fmt: skip
     p.add_argument("--classes", default=None, help="comma-separated labels (default: round-robin)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--autoencoder", default=None, help="override the recorded autoencoder path")
@@ -62,9 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--out", default="runs/ldm-experiment")
-    p.add_argument("--ae-steps", type=int, default=400)
+    p.add_argument("--ae-train-steps", type=int, default=400, help="autoencoder training steps")
     p.add_argument("--dit-preset", default="dit-tiny")
-    p.add_argument("--dit-steps", type=int, default=2000)
+    p.add_argument("--dit-train-steps", type=int, default=2000, help="DiT training steps")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--fid-samples", type=int, default=500)
     p.add_argument("--cfg", type=float, default=1.5)
@@ -126,9 +128,9 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.classes:
         given = [int(c) for c in args.classes.split(",")]
         labels = torch.tensor([given[i % len(given)] for i in range(args.num)])
-    steps = args.steps or ldm.cfg.diffusion.num_steps
+    steps = args.sampling_steps or ldm.cfg.diffusion.num_steps
     scale = ldm.cfg.cfg_scale if args.cfg is None else args.cfg
-    images = generate_images(ldm, ae, args.num, steps, scale, args.seed, labels, args.ae_steps)
+    images = generate_images(ldm, ae, args.num, steps, scale, args.seed, labels, args.steps)
     used = labels if labels is not None else torch.arange(args.num) % ldm.num_classes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +153,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def run_experiment(args: argparse.Namespace) -> int:
     from dgae.generation.experiment import run_experiment as run
 
-    report = run(Path(args.out), args.data, args.resolution, args.ae_steps, args.dit_preset, args.dit_steps,
+    report = run(Path(args.out), args.data, args.resolution, args.ae_train_steps, args.dit_preset, args.dit_train_steps,
                  args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size,
                  args.cache_images)  # fmt: skip
     print(f"report: {report}")

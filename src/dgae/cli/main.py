@@ -36,7 +36,14 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("dgae")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        release = "unknown"
     parser = argparse.ArgumentParser(prog="dgae", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"dgae {release}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)

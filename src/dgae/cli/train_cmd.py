@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train from a preset; override any config key with key=value "
         "(e.g. train.total_steps=2000 model.latent_channels=8). Run under torchrun for many GPUs.",
     )
-    p.add_argument("--preset", required=True, help="e.g. dgae-small, baseline-small, dgae-B")
+    from dgae.config import PRESETS, ExperimentConfig
+
+    get_preset("dgae-tiny")  # registers the presets
+    names = sorted(n for n, fn in PRESETS.items() if isinstance(fn(), ExperimentConfig))
+    p.add_argument("--preset", required=True, help=f"one of: {', '.join(names)}")
     p.add_argument("--data", default=None, help=f"training data: {SPEC_HELP}")
     p.add_argument("--out", required=True, help="run folder (created; resumed when it holds a run)")
     p.add_argument("--resolution", type=int, default=None, help="training crop size in pixels")

@@ -13,12 +13,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "weights", help="fetch and sha256-check the offline weights and training photographs"
     )
     p.add_argument(
-        "names", nargs="*", choices=[[], *WEIGHTS], help="weights to fetch (default all)"
-    )
+        "names", nargs="*", metavar="NAME",
+        help=f"weights to fetch, from {', '.join(WEIGHTS)} (default: all, and the photographs)",
+    )  # fmt: skip
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    unknown = sorted(set(args.names) - set(WEIGHTS))
+    if unknown:
+        raise ValueError(f"unknown weight(s) {unknown}; expected some of {sorted(WEIGHTS)}")
     paths = fetch_weights(args.names or None)
     for name, path in paths.items():
         print(f"{name:16s} {path}")
