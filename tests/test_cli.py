@@ -215,13 +215,14 @@ def test_large_images_run_in_bounded_memory_or_fail_before_work(trained, tmp_pat
     big = _image(tmp_path / "big.png", 256, 256)
     args = ["reconstruct", "--model", str(trained / "model"), str(big), "--steps", "1"]
     # in a fresh process: full attention over the 128x128 U-Net level would need 1 GiB for the
-    # scores alone; the memory-efficient kernel keeps the whole process far below that
+    # scores and as much for their softmax (> 2.3 GiB in all, measured); the memory-efficient
+    # kernel keeps the whole process (torch itself included) under 1.6 GiB
     code = ("import resource, sys; from dgae.cli.main import main; "
             f"assert main({[*args, '--out', str(tmp_path / 'out')]!r}) == 0; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")  # fmt: skip
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert int(res.stdout.split()[-1]) * 1024 < 900 * 2**20, res.stdout
+    assert int(res.stdout.split()[-1]) * 1024 < 1.6 * 2**30, res.stdout
     monkeypatch.setattr(common, "available_bytes", lambda device: 2**20)  # 1 MiB free
     assert main([*args, "--out", str(tmp_path / "none")]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "none").exists()
