@@ -201,3 +201,14 @@ def test_photos_include_the_verified_debian_set(tmp_path, monkeypatch):
     assert not set(crops.names) & set(VAL_PHOTOS)
     green = [crops[i][0].float().mean((1, 2)) for i in range(200)]
     assert any(c[1] > 150 and c[0] < 100 for c in green)  # the new photos are drawn from
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+    arr = np.zeros((10, 20, 3), np.uint8)
+    arr[:, :10] = 255  # left half white
+    img = Image.fromarray(arr)
+    exif = img.getexif()
+    exif[0x0112] = 6  # stored landscape, to be shown rotated 90 degrees clockwise (a phone photo)
+    img.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = load_image(tmp_path / "phone.jpg")
+    assert upright.shape == (20, 10, 3) and upright[:8].mean() > 200 and upright[12:].mean() < 50

@@ -148,6 +148,9 @@ def test_eval_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert main(args[:2] + [str(tmp_path)] + args[3:] + ["--steps", "1"]) == 2
     assert "config.json is missing" in capsys.readouterr().err
     assert not (out / "eval.json").exists()  # the failed run removed the old result first
+    too_small = [a if a != "none" else "st-lpips-alex" for a in args]  # AlexNet pools below 16 px
+    assert main(too_small + ["--steps", "1"]) == 2
+    assert "'ST-LPIPS-alex' cannot run at 16px" in capsys.readouterr().err
 
 
 def test_eval_accepts_a_diffusers_autoencoder(tmp_path):

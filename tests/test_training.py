@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import dgae.training.run as run_mod
 from dgae import Autoencoder
@@ -247,3 +248,21 @@ def test_disk_full_while_checkpointing_is_clear_and_leaves_no_tmp(tmp_path, monk
     with pytest.raises(OSError, match="could not write checkpoint .* No space left"):
         train_autoencoder(cfg("train.checkpoint_every=2"), tmp_path, progress=False)
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_resume_on_other_data_needs_force_and_keeps_the_record(tmp_path, capsys):
+    from dgae.cli.main import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (20, 20), (60 * i, 0, 0)).save(folder / f"{i}.png")
+    train_autoencoder(cfg("train.total_steps=2"), tmp_path / "run", progress=False)
+    args = ["train", "--preset", "dgae-tiny", "--data", str(folder), "--out", str(tmp_path / "run"),
+            "--no-progress", *FAST[1:], "train.total_steps=3"]  # fmt: skip
+    assert main(args) == 2
+    assert "was trained on --data 'photos'" in capsys.readouterr().err
+    assert main([*args, "--force"]) == 0
+    kept = json.loads((tmp_path / "run" / "config.until_step_2.json").read_text())
+    assert kept["data"]["spec"] == "photos"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["spec"] == str(folder)

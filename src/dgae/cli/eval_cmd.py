@@ -61,6 +61,25 @@ def pick_perceptual(name: str):
         return build_perceptual("st-lpips-vgg")
 
 
+def check_perceptual_runs(perceptual, resolution: int, device) -> None:
+    """Run the perceptual network once at ``resolution`` before any work; a network whose
+    pooling cannot shrink that small is a clear error naming it and what to use instead."""
+    import torch
+
+    if perceptual is None:
+        return
+    probe = torch.zeros(1, 3, resolution, resolution, device=device)
+    try:
+        with torch.no_grad():
+            perceptual(probe, probe)
+    except RuntimeError:
+        raise ValueError(
+            f"the perceptual network {getattr(perceptual, 'name', '')!r} cannot run at "
+            f"{resolution}px (its pooling stages need larger images); evaluate at a larger "
+            "--resolution or pass --perceptual none"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from dgae.data.loader import build_dataset
     from dgae.evaluation.inception import InceptionFeatures
@@ -83,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         dataset = build_dataset(args.data, resolution, split="val")
         perceptual = pick_perceptual(args.perceptual)
         perceptual = perceptual.to(dist.device) if perceptual is not None else None
+        check_perceptual_runs(perceptual, resolution, dist.device)
         settings = EvalSettings(resolution, steps, args.num_images, args.seed, args.batch_size)
         features = InceptionFeatures(dist.device, weights=args.fid_weights)
         result = evaluate(model, dataset, args.data, settings, dist, features, perceptual,

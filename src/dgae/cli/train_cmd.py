@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="resume a run on other --data (the earlier config.json is kept)")  # fmt: skip
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(run=run)
 
@@ -57,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from dgae.training.run import train_autoencoder
 
     with distributed_session(args.device) as dist:
-        status = train_autoencoder(cfg, args.out, dist, progress=not args.no_progress).status
+        status = train_autoencoder(
+            cfg, args.out, dist, progress=not args.no_progress, force=args.force
+        ).status
     if dist.is_main:
         if status == "interrupted":
             print(f"interrupted: checkpoint saved in {args.out}/checkpoints; rerun to resume")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
@@ -34,12 +34,13 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to (H, W, 3) uint8 RGB. Grey, RGBA, palette, CMYK and 16-bit are converted;
-    anything that fails to decode fully raises :class:`UnreadableImage` naming the file."""
+    """Decode ``path`` to (H, W, 3) uint8 RGB, upright as its EXIF orientation says (phone
+    photos). Grey, RGBA, palette, CMYK and 16-bit are converted; anything that fails to decode
+    fully raises :class:`UnreadableImage` naming the file."""
     try:
         with Image.open(path) as img:
             img.load()  # force a full decode: truncated files fail here, not later
-            return _to_rgb(img)
+            return _to_rgb(ImageOps.exif_transpose(img))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
         raise UnreadableImage(f"{path}: {err}") from None
 

@@ -21,19 +21,30 @@ from dgae.training.reporting import MetricsWriter
 NUM_GRID_IMAGES = 8
 
 
-def check_resume_config(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """A run folder may only be resumed with the same model; name the keys that differ."""
+def check_resume_config(run_dir: Path, cfg: ExperimentConfig, force: bool = False) -> None:
+    """A run folder may only be resumed with the same model (never) and the same training data
+    (unless ``force``: the earlier record is then kept as ``config.until_step_N.json``)."""
     path = run_dir / "config.json"
     if not path.exists():
         return
-    old = json.loads(path.read_text()).get("model", {})
-    new = to_dict(cfg)["model"]
+    recorded = json.loads(path.read_text())
+    old, new = recorded.get("model", {}), to_dict(cfg)["model"]
     diff = sorted(f"model.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ValueError(
             f"{run_dir} holds a run with a different model ({', '.join(diff)} differ); "
             "use a new --out folder or the original settings"
         )
+    old_data = recorded.get("data", {}).get("spec")
+    if old_data is not None and old_data != cfg.data.spec:
+        if not force:
+            raise ValueError(
+                f"{run_dir} was trained on --data {old_data!r}, not {cfg.data.spec!r}; pass "
+                "--force to continue it on the new data (the original record is kept)"
+            )
+        checkpoint = latest_checkpoint(run_dir)
+        step = int(checkpoint.stem.split("_")[-1]) if checkpoint else 0
+        path.replace(run_dir / f"config.until_step_{step}.json")
 
 
 def train_autoencoder(
@@ -41,6 +52,7 @@ def train_autoencoder(
     run_dir: str | Path,
     dist: DistInfo | None = None,
     progress: bool = True,
+    force: bool = False,
 ) -> Trainer:
     """Train (or resume) DGAE / the baseline in ``run_dir``; export the EMA model at the end.
 
@@ -53,7 +65,7 @@ def train_autoencoder(
     with run_lock(run_dir, dist.is_main):  # one trainer per run folder
         if dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            check_resume_config(run_dir, cfg)
+            check_resume_config(run_dir, cfg, force)
             save_json(cfg, run_dir / "config.json")
         barrier(dist)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
