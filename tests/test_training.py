@@ -219,7 +219,7 @@ def test_resume_with_another_model_is_refused(tmp_path):
         train_autoencoder(cfg("model.latent_channels=3"), tmp_path, progress=False)
 
 
-def test_unreadable_training_files_are_counted_and_listed(tmp_path):
+def test_unreadable_training_files_are_counted_and_listed(tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
@@ -228,11 +228,15 @@ def test_unreadable_training_files_are_counted_and_listed(tmp_path):
     for i in range(6):
         Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
-    c = cfg(f"data.spec={folder}", "train.total_steps=3", "train.sample_every=3")
+    (folder / "empty.jpg").write_bytes(b"")
+    c = cfg(f"data.spec={folder}", "train.total_steps=6", "train.sample_every=3",
+            "train.checkpoint_every=3")  # several epochs of 8 files, resumed once  # fmt: skip
+    train_autoencoder(apply_overrides(c, ["train.total_steps=3"]), tmp_path / "run", progress=False)
     train_autoencoder(c, tmp_path / "run", progress=False)
     listed = (tmp_path / "run" / "skipped_images.txt").read_text().splitlines()
-    assert listed and all(p.endswith("broken.png") for p in listed)
-    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["skipped_images"] == len(listed)
+    assert sorted(Path(p).name for p in listed) == ["broken.png", "empty.jpg"]  # once each
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["skipped_images"] == 2
+    assert "skipping unreadable training image" in capsys.readouterr().out
 
 
 def test_disk_full_while_checkpointing_is_clear_and_leaves_no_tmp(tmp_path, monkeypatch):

@@ -130,7 +130,8 @@ def run_sample(args: argparse.Namespace) -> int:
         labels = torch.tensor([given[i % len(given)] for i in range(args.num)])
     steps = args.sampling_steps or ldm.cfg.diffusion.num_steps
     scale = ldm.cfg.cfg_scale if args.cfg is None else args.cfg
-    images = generate_images(ldm, ae, args.num, steps, scale, args.seed, labels, args.steps)
+    images = generate_images(ldm, ae, args.num, steps, scale, args.seed, labels, args.steps,
+                             progress=True)  # fmt: skip
     used = labels if labels is not None else torch.arange(args.num) % ldm.num_classes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

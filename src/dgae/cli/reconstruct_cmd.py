@@ -51,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
         rec = rec[0, :, :h, :w]
         write_png(rec, out / f"{name}.png")
         write_png(side_by_side(x[0, :, :h, :w], rec), out / f"{name}_compare.png")
-        print(f"{path} -> {out / (name + '.png')}")
+        print(f"[{i + 1}/{len(names)}] {path} -> {out / (name + '.png')}", flush=True)
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from dgae.autoencoder import Autoencoder
 from dgae.config import LDMExperimentConfig, from_dict, to_dict
@@ -193,6 +194,7 @@ def generate_images(
     ae_steps: int | None = None,
     batch_size: int = 64,
     start: int = 0,
+    progress: bool = False,
 ) -> Tensor:
     """uint8 images (num, 3, H, W): sample i uses class i % K (unless ``labels``) and its own
     seeds for the DiT noise and the decoder noise, so it is the same in any batch."""
@@ -201,6 +203,7 @@ def generate_images(
     index = torch.arange(start, start + num)
     labels = index % ldm.num_classes if labels is None else labels
     out = []
+    bar = tqdm(total=num, disable=not progress, unit="img", desc="sampling")
     for chunk in range(0, num, batch_size):
         idx = index[chunk : chunk + batch_size].tolist()
         y = labels[chunk : chunk + batch_size].to(device)
@@ -213,4 +216,6 @@ def generate_images(
         z = ldm.denormalize(z)
         gens = generators_from_seeds([seed * 1_000_003 + i + 500_000 for i in idx], device)
         out.append(to_uint8(autoencoder.decode(z, num_steps=ae_steps, generator=gens)).cpu())
+        bar.update(len(idx))
+    bar.close()
     return torch.cat(out)

@@ -138,7 +138,8 @@ class Trainer:
         }
         self.step = 0
         self.counters = {"bad_steps": 0, "skipped_images": 0}
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # unreadable files first seen since the last checkpoint
+        self.skipped_seen: set[str] = set()  # every unreadable file seen (each counted once)
         self.status = "new"
 
     def _wrap(self, module: nn.Module) -> nn.Module:
@@ -163,6 +164,7 @@ class Trainer:
             "schedulers": {n: s.state_dict() for n, s in self.schedulers.items()},
             "ema": self.ema.state_dict(),
             "counters": dict(self.counters),
+            "skipped_files": sorted(self.skipped_seen),
             "rng": torch.get_rng_state(),
         }
 
@@ -176,6 +178,7 @@ class Trainer:
             s.load_state_dict(state["schedulers"][n])
         self.ema.load_state_dict(state["ema"])
         self.counters.update(state["counters"])
+        self.skipped_seen = set(state.get("skipped_files", []))
         torch.set_rng_state(state["rng"])
 
     def save(self) -> None:
@@ -256,8 +259,12 @@ class Trainer:
                 out, skipped = {}, 0
                 for micro in range(self.cfg.grad_accum):
                     batch = next(batches)
-                    skipped += len(batch.skipped)
-                    self.skipped += batch.skipped
+                    new = sorted(set(batch.skipped) - self.skipped_seen)
+                    for path in new:  # each unreadable file is announced and counted once
+                        tqdm.write(f"skipping unreadable training image {path}")
+                    self.skipped_seen.update(new)
+                    skipped += len(new)
+                    self.skipped += new
                     out = self._micro_step(batch, micro < self.cfg.grad_accum - 1, micro)
                     for k, v in out.items():
                         if k in self.task.modules:
