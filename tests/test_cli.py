@@ -1,6 +1,7 @@
 """Every CLI command end to end in a temp folder (in-process, tiny model)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,58 @@ def test_version_and_help_texts(capsys):
     assert "dgae-small" in capsys.readouterr().out  # the presets are listed
     assert main(["weights", "nope"]) == 2
     assert "unknown weight(s) ['nope']" in capsys.readouterr().err
+
+
+def test_every_option_has_help():
+    from dgae.cli.main import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if a.dest == "command"]
+    missing = [f"{name} {a.option_strings or a.dest}" for name, cmd in sub.choices.items()
+               for a in cmd._actions if not a.help]  # fmt: skip
+    assert not missing, missing
+
+
+def _corpus(folder):
+    """Odd and broken image files: sizes, modes, truncations, random bytes, wrong extensions."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    good = (rng.random((24, 30, 3)) * 255).astype(np.uint8)
+    for mode in ("1", "L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F"):
+        Image.fromarray(good).convert(mode if mode not in ("I;16",) else "I").save(
+            folder
+            / f"mode_{mode.replace(';', '')}.{'tif' if mode in ('I;16', 'I', 'F', 'CMYK') else 'png'}"
+        )
+    for h, w in ((1, 1), (1, 40), (40, 2), (5, 3)):
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(
+            folder / f"size_{h}x{w}.png"
+        )
+    data = (folder / "mode_L.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(good).save(folder / "full.jpg", quality=90)
+    jpg = (folder / "full.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(jpg[: len(jpg) // 3])
+    (folder / "random.png").write_bytes(rng.bytes(500))
+    (folder / "random.jpg").write_bytes(b"\xff\xd8" + rng.bytes(300))
+    (folder / "empty.webp").write_bytes(b"")
+    (folder / "text.bmp").write_text("not an image")
+    return sorted(folder.iterdir())  # fmt: skip
+
+
+def test_fuzz_corpus_gives_clear_errors_or_counted_skips_and_changes_no_input(trained, tmp_path,
+                                                                              capsys):  # fmt: skip
+    corpus = _corpus(tmp_path / "corpus")
+    before = _hashes(tmp_path / "corpus")
+    model = str(trained / "model")
+    for k, path in enumerate(corpus):  # each file alone: a result or a clear error, never a crash
+        code = main(["reconstruct", "--model", model, str(path), "--steps", "1",
+                     "--out", str(tmp_path / "rec" / str(k))])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code in (0, 2), path
+        assert code == 0 or ("error:" in err and str(path.name) in err), (path, err)
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "dgae-tiny", "--data", str(tmp_path / "corpus"), "--out",
+                 str(run), "--no-progress", "train.total_steps=3", "train.stats_images=4"]) == 0  # fmt: skip
+    skipped = {Path(p).name for p in (run / "skipped_images.txt").read_text().splitlines()}
+    assert {"truncated.png", "truncated.jpg", "random.png", "empty.webp", "text.bmp"} <= skipped
+    assert _hashes(tmp_path / "corpus") == before  # no input file changed

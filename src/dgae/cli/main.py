@@ -35,6 +35,35 @@ COMMANDS = [
 ]
 
 
+# help of the options many verbs share, stated once (a verb's own help text wins)
+COMMON_HELP = {
+    "--model": "model folder (config.json + model.safetensors)",
+    "images": "image files of any size and common format",
+    "latents": "a .safetensors file written by dgae encode",
+    "--sampler": "decoder ODE sampler (default: the model's)",
+    "--seed": "base seed; every item gets its own seed from it",
+    "--device": "cpu, cuda or cuda:N (default: cuda when available)",
+    "--batch-size": "items per forward pass (results do not depend on it)",
+    "--no-progress": "no progress bar",
+    "--resolution": "image size in pixels",
+    "--num": "number of samples",
+    "--out": "output folder",
+    "--data": "dataset: 'photos', 'fashion-mnist', an image folder, a list file or a pack",
+    "--shard-size": "latents per shard file",
+    "--dit-preset": "DiT preset of both arms",
+    "--eval-every": "DiT steps between gFID measurements",
+    "--fid-samples": "samples per gFID measurement",
+    "--cfg": "classifier-free guidance scale",
+}
+
+
+def _fill_help(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        key = action.option_strings[0] if action.option_strings else action.dest
+        if action.help is None:
+            action.help = COMMON_HELP.get(key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -47,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
+    for command in sub.choices.values():
+        _fill_help(command)
     return parser
 
 
