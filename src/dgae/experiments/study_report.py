@@ -130,6 +130,6 @@ Latent sizes: {sizes}.
 
 {table(results)}
 ![quality vs latent size](quality_vs_latent.png)
-{"## Ablations" + chr(10) + ablation(results) if ablation(results) else ""}"""
+{chr(10) + "## Ablations" + chr(10) + ablation(results) if ablation(results) else ""}"""
     (out / "report.md").write_text(text)
     return out / "report.md"
