@@ -78,7 +78,8 @@ def ablation(results: list[dict], reference: str = "dgae-head") -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    """Quality vs latent elements per image: one line per (arm, NFE), preset widths only."""
+    """Quality vs latent elements per image: one line per (arm, f, NFE), preset widths only
+    (f8c4 and f16c16 have the same latent size, so each factor is its own line)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +91,9 @@ def plot(results: list[dict], path: Path) -> None:
             continue
         evals = r["eval"]["results"]
         for e in {id(x): x for x in (evals[0], evals[-1])}.values():
-            label = r["cell"]["arm"] + (f" @{e['nfe']} NFE" if len(evals) > 1 else "")
+            label = f"{r['cell']['arm']} f{r['cell']['factor']}" + (
+                f" @{e['nfe']} NFE" if len(evals) > 1 else ""
+            )  # one line per model and compression factor
             lines.setdefault(label, []).append((r["latent_elements"], e))
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for ax, (key, title, _) in zip(axes, (METRICS[0], METRICS[2], METRICS[3], METRICS[4]),
@@ -98,7 +101,8 @@ def plot(results: list[dict], path: Path) -> None:
         for k, (label, pts) in enumerate(sorted(lines.items())):
             pts = sorted((p for p in pts if p[1][key] is not None), key=lambda p: p[0])
             ax.plot([p[0] for p in pts], [p[1][key] * (1000 if key == "kid" else 1) for p in pts],
-                    marker="o", color=f"C{k}", label=label)  # fmt: skip
+                    marker="o", color=f"C{k % 10}", ls="-" if "baseline" in label else "--",
+                    label=label)  # fmt: skip
         ax.set_xscale("log", base=2)
         ax.set_xlabel("latent elements per image")
         ax.set_title(title)
