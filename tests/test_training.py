@@ -108,7 +108,13 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
 
 
 def _worker(out, *overrides, nproc=1):
-    base = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+    import socket
+
+    with socket.socket() as sock:  # a free port: the default 29500 may still be held by an
+        sock.bind(("127.0.0.1", 0))  # earlier two-process test of the suite
+        port = sock.getsockname()[1]
+    base = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+            f"--master_port={port}"]  # fmt: skip
     cmd = (base if nproc > 1 else [sys.executable]) + [
         str(TESTS / "dist_worker.py"),
         str(out),
