@@ -23,10 +23,10 @@ from dgae.cli.common import (
     read_padded,
     safe_stem,
     sampling_kwargs,
-    seeded,
     unique_names,
     write_png,
 )
+from dgae.random import item_generators
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +62,11 @@ def run_encode(args: argparse.Namespace) -> int:
     for i, (path, name) in enumerate(zip(args.images, unique_names(args.images), strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
         post = model.encode(x.to(device))
-        z = post.sample(seeded(args.seed, i, device)) if args.sample else post.mode()
+        z = (
+            post.sample(item_generators(args.seed, [i], device=device)[0])
+            if args.sample
+            else post.mode()
+        )
         key = f"{i:06d}"
         tensors[key] = z[0].cpu().contiguous()
         entries.append({"key": key, "name": name, "height": h, "width": w})
@@ -120,7 +124,9 @@ def run_decode(args: argparse.Namespace) -> int:
     for i, (e, path) in enumerate(zip(entries, paths, strict=True)):
         z = latents[e["key"]][None].to(device)
         model.check_latents(z, f"{args.latents}[{e['key']}]")
-        img = model.decode(z, generator=seeded(args.seed, i, device), **sampling)
+        img = model.decode(
+            z, generator=item_generators(args.seed, [i], device=device)[0], **sampling
+        )
         write_png(img[0, :, : e["height"], : e["width"]], path)
     print(f"{len(entries)} images -> {out}")
     return 0

@@ -17,11 +17,11 @@ from dgae.cli.common import (
     plan_outputs,
     read_padded,
     sampling_kwargs,
-    seeded,
     side_by_side,
     unique_names,
     write_png,
 )
+from dgae.random import item_generators
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     check_images_fit(model, args.images, device)
     for i, (path, name) in enumerate(zip(args.images, names, strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
-        rec = model.reconstruct(x.to(device), generator=seeded(args.seed, i, device), **sampling)
+        rec = model.reconstruct(
+            x.to(device), generator=item_generators(args.seed, [i], device=device)[0], **sampling
+        )
         rec = rec[0, :, :h, :w]
         write_png(rec, out / f"{name}.png")
         write_png(side_by_side(x[0, :, :h, :w], rec), out / f"{name}_compare.png")

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dgae.data.builtin import PhotoCrops, fashion_mnist, photo_tiles
 from dgae.data.datasets import collate, folder_dataset, list_dataset, packed_dataset
+from dgae.random import item_generators
 
 SPEC_HELP = "'photos', 'fashion-mnist', an image folder, a text file of image paths, or a pack"
 
@@ -82,7 +83,7 @@ class ResumableSampler(Sampler[int]):
         epoch, offset = divmod(self.start, self.per_rank)
         while True:
             if self.shuffle:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                g = item_generators(self.seed, [epoch])[0]
                 order = torch.randperm(self.length, generator=g)
             else:
                 order = torch.arange(self.length)

@@ -3,7 +3,7 @@
 1. Images: the dataset's evaluation split, shorter side resized to R (never upsampled: smaller
    images are an error) and centre-cropped to R x R, as uint8.
 2. Reconstruction of x = uint8 / 127.5 - 1 from the posterior mean; the decoder noise of image i
-   comes from its own generator seeded with seed * 1_000_003 + i (batch- and world-size-free).
+   comes from its own generator, ``item_generators(seed, [i])`` (batch- and world-size-free).
 3. Reconstructions are rounded to uint8 before any metric.
 4. PSNR and SSIM per image on uint8; perceptual distance (LPIPS-VGG when its weights are
    present, else ST-LPIPS-VGG, always reported by name); rFID and KID from Inception pool3
@@ -34,7 +34,7 @@ from dgae.evaluation.metrics import (
     ssim,
 )
 from dgae.evaluation.models import EvalModel
-from dgae.random import generators_from_seeds
+from dgae.random import item_generators
 from dgae.training.distributed import DistInfo
 from dgae.weights import dgae_home
 
@@ -135,7 +135,7 @@ def evaluate(
         x = to_model_range(real)
         for nfe in steps:
             device = _device(model)
-            gens = generators_from_seeds([settings.seed * 1_000_003 + i for i in idx], device)
+            gens = item_generators(settings.seed, idx, "noise", device)
             t0 = time.perf_counter()
             rec = to_uint8(model.reconstruct(x.to(device), nfe, gens).cpu())
             dt = (time.perf_counter() - t0) / len(idx)

@@ -24,7 +24,7 @@ from dgae.bottleneck import RunningMoments
 from dgae.data.datasets import collate
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range
-from dgae.random import generators_from_seeds
+from dgae.random import item_generators
 from dgae.training.distributed import DistInfo, barrier
 
 FORMAT = "dgae-latent-cache"
@@ -111,8 +111,8 @@ def cache_latents(
             views = [("latents", x)] + ([("latents_flipped", x.flip(-1))] if flip else [])
             for key, view in views:
                 post = model.encode(view)
-                gens = generators_from_seeds([seed * 1_000_003 + 2 * k + (key != "latents")
-                                              for k in batch.keys], dist.device)  # fmt: skip
+                stream = "posterior" if key == "latents" else "posterior_flipped"
+                gens = item_generators(seed, batch.keys, stream, dist.device)
                 parts[key].append((post.sample(gens) if sample else post.mode()).float().cpu())
             parts["labels"].append(batch.labels)
             bar.update(len(batch.keys))

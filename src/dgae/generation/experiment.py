@@ -23,7 +23,7 @@ from dgae.generation.cache import cache_latents, fingerprint
 from dgae.generation.gfid import generation_scores, reference_features
 from dgae.generation.ldm import generate_images
 from dgae.generation.train import train_ldm
-from dgae.random import generators_from_seeds
+from dgae.random import item_generators
 from dgae.training.distributed import init_distributed
 from dgae.training.reporting import read_metrics, save_grid
 from dgae.training.run import train_autoencoder
@@ -54,7 +54,7 @@ def reconstruction_floor(ae_dir: Path, data: str, resolution: int, num: int, ref
     for start in range(0, num, 64):
         idx = range(start, min(start + 64, num))
         x = to_model_range(torch.stack([val[i][0] for i in idx]))
-        gens = generators_from_seeds([seed * 1_000_003 + i for i in idx])
+        gens = item_generators(seed, idx)
         recs.append(to_uint8(model.reconstruct(x, generator=gens)))
     row = {**key, **generation_scores(torch.cat(recs), reference, features, seed)}
     path.write_text(json.dumps(row) + "\n")

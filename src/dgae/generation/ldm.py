@@ -22,7 +22,7 @@ from dgae.data.transforms import to_uint8
 from dgae.diffusion import as_denoiser, denoising_loss, get_path, sample
 from dgae.generation.cache import LatentDataset, fingerprint
 from dgae.generation.dit import DiT
-from dgae.random import Generator, generators_from_seeds, rand, randn
+from dgae.random import Generator, item_generators, rand, randn
 from dgae.training.loop import TrainTask
 from dgae.training.reporting import save_grid
 
@@ -211,10 +211,10 @@ def generate_images(
             y,
             num_steps,
             cfg_scale,
-            generators_from_seeds([seed * 1_000_003 + i for i in idx], device),
+            item_generators(seed, idx, "noise", device),
         )
         z = ldm.denormalize(z)
-        gens = generators_from_seeds([seed * 1_000_003 + i + 500_000 for i in idx], device)
+        gens = item_generators(seed, idx, "decoder", device)
         out.append(to_uint8(autoencoder.decode(z, num_steps=ae_steps, generator=gens)).cpu())
         bar.update(len(idx))
     bar.close()

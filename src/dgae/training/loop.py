@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from dgae.config import TrainConfig
 from dgae.data.datasets import Batch
+from dgae.random import item_generators, item_seed
 from dgae.training.checkpoint import latest_checkpoint, load_latest_good, save_checkpoint
 from dgae.training.distributed import DistInfo, all_reduce_sum
 from dgae.training.ema import EMA
@@ -87,7 +88,7 @@ def micro_batch_size(cfg: TrainConfig, world: int) -> int:
 def sample_generators(seed: int, keys: list[int], device: torch.device) -> list[torch.Generator]:
     """One generator per sample, seeded by (run seed, sample key): the training noise of a
     sample is the same whatever rank, batch or accumulation step it lands in."""
-    return [torch.Generator(device=device).manual_seed(seed * 1_000_003 + k) for k in keys]
+    return item_generators(seed, keys, "noise", device)
 
 
 class _StopFlag:
@@ -226,7 +227,7 @@ class Trainer:
         # the global RNG (dropout) is seeded from (seed, step, micro-step, rank), not carried
         # from the process's history: a resumed run draws the same masks as an uninterrupted one
         devices = [self.dist.device] if self.dist.device.type == "cuda" else []
-        seed = ((self.cfg.seed * 1_000_003 + self.step) * 64 + micro) * 4096 + self.dist.rank
+        seed = item_seed(self.cfg.seed, (self.step, micro, self.dist.rank), "dropout")
         with syncs, torch.random.fork_rng(devices=devices, device_type=self.dist.device.type):
             torch.manual_seed(seed)
             with torch.autocast(self.dist.device.type, dtype, enabled=dtype != torch.float32):
