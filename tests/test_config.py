@@ -5,6 +5,7 @@ import pytest
 from dgae.config import (
     PRESETS,
     ConfigError,
+    DiffusionConfig,
     ExperimentConfig,
     apply_overrides,
     from_dict,
@@ -67,9 +68,10 @@ def test_unknown_preset_and_bad_choice():
     with pytest.raises(ConfigError, match="known presets"):
         get_preset("dgae-huge")
     cfg = get_preset("dgae-tiny")
-    bad = apply_overrides(cfg, ["model.diffusion.path=ve"])
-    with pytest.raises(ConfigError, match="diffusion.path='ve'"):
-        bad.validate()
+    with pytest.raises(ConfigError, match=r"model\.diffusion\.path='ve' is not valid"):
+        apply_overrides(cfg, ["model.diffusion.path=ve"])  # a Literal field: refused on parsing
+    with pytest.raises(ConfigError, match=r"diffusion\.path='ve'.*\['flow', 'vp'\]"):
+        DiffusionConfig(path="ve").validate()  # and when built in Python
     bad = apply_overrides(cfg, ["model.downsample_factor=6"])
     with pytest.raises(ConfigError, match="downsample_factor=6"):
         bad.validate()

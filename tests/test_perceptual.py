@@ -52,7 +52,7 @@ def test_missing_weights_name_file_place_and_command(tmp_path, monkeypatch):
     assert "make weights" in str(err.value)
     with pytest.raises(MissingWeightsError, match="vgg16-397923af.pth"):
         build_perceptual("lpips-vgg")
-    with pytest.raises(ValueError, match="unknown perceptual network 'squeeze'"):
+    with pytest.raises(ValueError, match="loss.perceptual='squeeze' is not valid"):
         build_perceptual("squeeze")
 
 

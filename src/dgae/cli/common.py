@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from dgae.autoencoder import Autoencoder
+from dgae.config import SamplerName, choices
 from dgae.data.images import load_image
 from dgae.data.transforms import to_model_range, to_uint8
 
@@ -39,7 +40,7 @@ def pick_device(name: str | None) -> torch.device:
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="decoder NFE (default: the model's)")
-    p.add_argument("--sampler", choices=["euler", "heun", "ddim"], default=None)
+    p.add_argument("--sampler", choices=choices(SamplerName), default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (per image)")
 
 

@@ -6,7 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from dgae.config import PerceptualName, SamplerName, choices
 from dgae.data.loader import SPEC_HELP
+
+# every perceptual network but the test-only random one
+EVAL_PERCEPTUAL = tuple(n for n in choices(PerceptualName) if n != "tiny-random")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,9 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-images", type=int, default=0, help="first N images (default: all)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the per-image decoder noise")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--sampler", choices=["euler", "heun", "ddim"], default=None)
-    p.add_argument("--perceptual", default="auto",
-                   choices=["auto", "lpips-vgg", "st-lpips-vgg", "st-lpips-alex", "none"],
+    p.add_argument("--sampler", choices=choices(SamplerName), default=None)
+    p.add_argument("--perceptual", default="auto", choices=("auto", *EVAL_PERCEPTUAL),
                    help="auto: LPIPS-VGG when its VGG16 file is present, else ST-LPIPS-VGG")  # fmt: skip
     p.add_argument("--fid-weights", default=None,
                    help="FID network file: the cached TorchScript (default) or pytorch-fid's "

@@ -3,7 +3,7 @@
 from dgae.diffusion.loss import DenoisingLoss, as_denoiser, denoising_loss, x0_reliability
 from dgae.diffusion.parameterization import Prediction, convert, from_x0_eps, to_x0_eps
 from dgae.diffusion.samplers import SAMPLERS, network_evaluations, sample, sampling_times
-from dgae.diffusion.schedule import PATHS, FlowPath, Path, VPPath, get_path, sample_time
+from dgae.diffusion.schedule import PATHS, FlowPath, NoisePath, VPPath, get_path, sample_time
 
 __all__ = [
     "PATHS",
@@ -13,7 +13,7 @@ __all__ = [
     "SAMPLERS",
     "DenoisingLoss",
     "FlowPath",
-    "Path",
+    "NoisePath",
     "Prediction",
     "VPPath",
     "convert",

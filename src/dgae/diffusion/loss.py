@@ -16,7 +16,7 @@ from torch import Tensor
 from dgae.config import DiffusionConfig
 from dgae.diffusion.parameterization import Prediction, from_x0_eps, to_x0_eps
 from dgae.diffusion.samplers import Denoiser
-from dgae.diffusion.schedule import Path, sample_time
+from dgae.diffusion.schedule import NoisePath, sample_time
 from dgae.random import Generator, randn
 
 Network = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,)) -> raw output (B, ...)
@@ -29,7 +29,7 @@ class DenoisingLoss(NamedTuple):
 
 
 def denoising_loss(
-    network: Network, x0: Tensor, cfg: DiffusionConfig, path: Path, generator: Generator = None
+    network: Network, x0: Tensor, cfg: DiffusionConfig, path: NoisePath, generator: Generator = None
 ) -> DenoisingLoss:
     """Diffusion loss of ``network`` on clean data ``x0`` (B, ...)."""
     t = sample_time(x0.shape[0], cfg, generator, x0.device)  # (B,)
@@ -43,7 +43,7 @@ def denoising_loss(
     return DenoisingLoss(F.mse_loss(guess, target), pred, t)
 
 
-def as_denoiser(network: Network, cfg: DiffusionConfig, path: Path) -> Denoiser:
+def as_denoiser(network: Network, cfg: DiffusionConfig, path: NoisePath) -> Denoiser:
     """Wrap a raw network into the samplers' ``denoiser(x_t, t) -> Prediction``."""
 
     def denoise(x_t: Tensor, t: Tensor) -> Prediction:
@@ -52,7 +52,7 @@ def as_denoiser(network: Network, cfg: DiffusionConfig, path: Path) -> Denoiser:
     return denoise
 
 
-def x0_reliability(cfg: DiffusionConfig, path: Path, t: Tensor) -> Tensor | None:
+def x0_reliability(cfg: DiffusionConfig, path: NoisePath, t: Tensor) -> Tensor | None:
     """Per-sample weight (B,) for losses on x0_hat, or None when x0_hat is well conditioned.
 
     With eps-prediction, x0_hat = (x_t - sigma eps_hat) / alpha multiplies the network's error by

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 from torch import Tensor
 
-from dgae.diffusion.schedule import Path
+from dgae.config import PredictionName, check_choice
+from dgae.diffusion.schedule import NoisePath
 
-KINDS = ("v", "x0", "eps")
 _TINY = 1e-12  # guards a = 0 (eps -> x0 at t = 1) and s = 0 (x0 -> eps at t = 0) only
 
 
@@ -27,11 +27,10 @@ class Prediction(NamedTuple):
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown prediction kind {kind!r}; expected one of {KINDS}")
+    check_choice("diffusion.prediction", kind, PredictionName)
 
 
-def to_x0_eps(pred: Tensor, kind: str, x_t: Tensor, t: Tensor, path: Path) -> Prediction:
+def to_x0_eps(pred: Tensor, kind: str, x_t: Tensor, t: Tensor, path: NoisePath) -> Prediction:
     """Network output ``pred`` of ``kind`` at (x_t, t) -> (x0_hat, eps_hat)."""
     _check_kind(kind)
     a, s, da, ds = path.coefficients(t, x_t.ndim)
@@ -43,7 +42,7 @@ def to_x0_eps(pred: Tensor, kind: str, x_t: Tensor, t: Tensor, path: Path) -> Pr
     return Prediction((ds * x_t - s * pred) / det, (a * pred - da * x_t) / det)
 
 
-def from_x0_eps(x0: Tensor, eps: Tensor, kind: str, t: Tensor, path: Path) -> Tensor:
+def from_x0_eps(x0: Tensor, eps: Tensor, kind: str, t: Tensor, path: NoisePath) -> Tensor:
     """(x0, eps) at time t -> the quantity of ``kind`` (the training target in that space)."""
     _check_kind(kind)
     if kind == "x0":
@@ -54,12 +53,12 @@ def from_x0_eps(x0: Tensor, eps: Tensor, kind: str, t: Tensor, path: Path) -> Te
     return da * x0 + ds * eps
 
 
-def convert(pred: Tensor, src: str, dst: str, x_t: Tensor, t: Tensor, path: Path) -> Tensor:
+def convert(pred: Tensor, src: str, dst: str, x_t: Tensor, t: Tensor, path: NoisePath) -> Tensor:
     """Re-express a prediction of kind ``src`` as kind ``dst`` at (x_t, t)."""
     x0, eps = to_x0_eps(pred, src, x_t, t, path)
     return from_x0_eps(x0, eps, dst, t, path)
 
 
-def velocity(prediction: Prediction, t: Tensor, path: Path) -> Tensor:
+def velocity(prediction: Prediction, t: Tensor, path: NoisePath) -> Tensor:
     """ODE velocity dx_t/dt = a'(t) x0_hat + s'(t) eps_hat: (B, C, H, W)."""
     return from_x0_eps(prediction.x0, prediction.eps, "v", t, path)

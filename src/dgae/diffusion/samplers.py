@@ -19,11 +19,12 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from dgae.config import SamplerName, SpacingName, check_choice
 from dgae.diffusion.parameterization import Prediction
-from dgae.diffusion.schedule import Path, shift_time
+from dgae.diffusion.schedule import NoisePath, shift_time
 
 Denoiser = Callable[[Tensor, Tensor], Prediction]
-Sampler = Callable[[Denoiser, Tensor, Tensor, Path], Tensor]
+Sampler = Callable[[Denoiser, Tensor, Tensor, NoisePath], Tensor]
 
 
 def sampling_times(
@@ -40,11 +41,10 @@ def sampling_times(
     """
     if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps={num_steps!r}; expected an integer >= 1")
+    check_choice("diffusion.spacing", spacing, SpacingName)
     u = torch.linspace(1.0, 0.0, num_steps + 1, device=device, dtype=torch.float64)
     if spacing == "quadratic":
         u = u.pow(2)
-    elif spacing != "linear":
-        raise ValueError(f"unknown spacing {spacing!r}; expected 'linear' or 'quadratic'")
     return (shift_time(u, shift) * t_max).float()
 
 
@@ -52,14 +52,14 @@ def _times(t: Tensor, x: Tensor) -> Tensor:
     return t.expand(x.shape[0]).to(x.dtype)
 
 
-def _flow_coordinates(t: Tensor, x: Tensor, path: Path) -> tuple[Tensor, Tensor]:
+def _flow_coordinates(t: Tensor, x: Tensor, path: NoisePath) -> tuple[Tensor, Tensor]:
     """(scale a + s, tau = s / (a + s)) at times (B,), each (B, 1, ..., 1)."""
     a, s, _, _ = path.coefficients(t, x.ndim)
     return a + s, s / (a + s)
 
 
 def _step(
-    denoiser: Denoiser, x: Tensor, t: Tensor, t_next: Tensor, path: Path, second_order: bool
+    denoiser: Denoiser, x: Tensor, t: Tensor, t_next: Tensor, path: NoisePath, second_order: bool
 ) -> Tensor:
     """One Euler (or Heun) step from t to t_next in flow-equivalent coordinates: (B, ...)."""
     tb, tn = _times(t, x), _times(t_next, x)
@@ -74,21 +74,21 @@ def _step(
     return y_next * scale_n
 
 
-def euler(denoiser: Denoiser, x: Tensor, times: Tensor, path: Path) -> Tensor:
+def euler(denoiser: Denoiser, x: Tensor, times: Tensor, path: NoisePath) -> Tensor:
     """First-order Euler on the probability-flow ODE (flow-equivalent coordinates)."""
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         x = _step(denoiser, x, t, t_next, path, second_order=False)
     return x
 
 
-def heun(denoiser: Denoiser, x: Tensor, times: Tensor, path: Path) -> Tensor:
+def heun(denoiser: Denoiser, x: Tensor, times: Tensor, path: NoisePath) -> Tensor:
     """Second-order Heun (EDM's Algorithm 1 without churn); Euler on the last step to t = 0."""
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         x = _step(denoiser, x, t, t_next, path, second_order=True)
     return x
 
 
-def ddim(denoiser: Denoiser, x: Tensor, times: Tensor, path: Path) -> Tensor:
+def ddim(denoiser: Denoiser, x: Tensor, times: Tensor, path: NoisePath) -> Tensor:
     """Deterministic DDIM: x_next = alpha(t_next) x0_hat + sigma(t_next) eps_hat.
 
     Exact for any path whose denoiser is exact; it coincides with :func:`euler` on every path.
@@ -100,20 +100,20 @@ def ddim(denoiser: Denoiser, x: Tensor, times: Tensor, path: Path) -> Tensor:
     return x
 
 
+# the implementations of config.SamplerName's choices (a test checks the two agree)
 SAMPLERS: dict[str, Sampler] = {"euler": euler, "heun": heun, "ddim": ddim}
 
 
 def network_evaluations(sampler: str, num_steps: int) -> int:
     """Denoiser calls (NFE) ``sample`` makes for ``num_steps`` steps of ``sampler``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    check_choice("diffusion.sampler", sampler, SamplerName)
     return 2 * num_steps - 1 if sampler == "heun" else num_steps
 
 
 def sample(
     denoiser: Denoiser,
     noise: Tensor,
-    path: Path,
+    path: NoisePath,
     num_steps: int,
     sampler: str = "euler",
     spacing: str = "linear",
@@ -124,8 +124,7 @@ def sample(
 
     Below t_max = 1 the start is sigma(t_max) * noise (the alpha(t_max) x0 part is unknown).
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    check_choice("diffusion.sampler", sampler, SamplerName)
     times = sampling_times(num_steps, spacing, shift, noise.device, t_max)
     start = noise if t_max == 1.0 else path.sigma(times[:1].double()).item() * noise
     return SAMPLERS[sampler](denoiser, start, times, path)

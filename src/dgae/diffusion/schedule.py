@@ -10,11 +10,11 @@ import math
 import torch
 from torch import Tensor
 
-from dgae.config import ConfigError, DiffusionConfig
+from dgae.config import DiffusionConfig, PathName, check_choice
 from dgae.random import Generator, rand
 
 
-class Path:
+class NoisePath:
     """A path x_t = alpha(t) x0 + sigma(t) eps with known derivatives (for the ODE velocity)."""
 
     name = "base"
@@ -44,7 +44,7 @@ class Path:
         return a * x0 + s * eps
 
 
-class FlowPath(Path):
+class FlowPath(NoisePath):
     """Rectified flow: alpha = 1 - t, sigma = t; velocity dx_t/dt = eps - x0."""
 
     name = "flow"
@@ -62,7 +62,7 @@ class FlowPath(Path):
         return torch.ones_like(t)
 
 
-class VPPath(Path):
+class VPPath(NoisePath):
     """Variance preserving (cosine): alpha = cos(pi t / 2), sigma = sin(pi t / 2).
 
     alpha^2 + sigma^2 = 1 at every t. Its velocity dx_t/dt is pi/2 times Salimans & Ho's v.
@@ -83,12 +83,13 @@ class VPPath(Path):
         return 0.5 * math.pi * torch.cos(0.5 * math.pi * t)
 
 
-PATHS: dict[str, type[Path]] = {"flow": FlowPath, "vp": VPPath}
+# the implementations of config.PathName's choices (a test checks the two agree)
+PATHS: dict[str, type[NoisePath]] = {"flow": FlowPath, "vp": VPPath}
 
 
-def get_path(name: str) -> Path:
-    if name not in PATHS:
-        raise ConfigError(f"unknown diffusion path {name!r}; expected one of {sorted(PATHS)}")
+def get_path(name: str) -> NoisePath:
+    """The path named ``name`` (one of ``config.PathName``)."""
+    check_choice("diffusion.path", name, PathName)
     return PATHS[name]()
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dgae.config import PerceptualName, check_choice
 from dgae.weights import weight_path
 
 VGG_CHANNELS = [64, 128, 256, 512, 512]
@@ -185,16 +186,12 @@ def tiny_random_lpips(seed: int = 0, width: int = 8) -> LPIPS:
 
 
 def build_perceptual(kind: str) -> LPIPS | None:
-    """``st-lpips-vgg`` | ``st-lpips-alex`` | ``lpips-vgg`` | ``tiny-random`` | ``none``."""
+    """The perceptual network named ``kind`` (one of ``config.PerceptualName``); None for none."""
+    check_choice("loss.perceptual", kind, PerceptualName)
     if kind == "none":
         return None
     if kind in ("st-lpips-vgg", "st-lpips-alex"):
         return load_st_lpips(kind.rsplit("-", 1)[1])
     if kind == "lpips-vgg":
         return load_lpips_vgg()
-    if kind == "tiny-random":
-        return tiny_random_lpips()
-    raise ValueError(
-        f"unknown perceptual network {kind!r}; expected st-lpips-vgg, st-lpips-alex, lpips-vgg, "
-        "tiny-random or none"
-    )
+    return tiny_random_lpips()

@@ -1,23 +1,31 @@
-"""Typed configuration: one dataclass per component, a preset registry, overrides, JSON round-trip.
+"""The configuration schema: one dataclass per component, each option typed and documented.
 
-The dataclasses are the single source of truth for every option. Presets are plain Python
-functions registered by name; the CLI maps ``key=value`` overrides onto them with
-:func:`apply_overrides`, which rejects unknown keys and values that do not fit the field's type.
+Every set of named choices is a ``Literal`` type here, stated once: config validation, the
+override parser (:mod:`dgae.config.io`), the CLI's ``choices`` and the registries that implement
+the choices (samplers, perceptual networks) all derive from it, and a test checks they agree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import types
 import typing
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 
-T = TypeVar("T")
+PathName = Literal["flow", "vp"]
+PredictionName = Literal["v", "x0", "eps"]
+LossSpaceName = Literal["", "v", "x0", "eps"]  # "" = the prediction's own space
+TimeSamplingName = Literal["logit_normal", "uniform"]
+SamplerName = Literal["euler", "heun", "ddim"]
+SpacingName = Literal["linear", "quadratic"]
+DecoderKind = Literal["dgae", "baseline"]
+ZInjectionName = Literal["pre_norm", "post_norm"]
+PerceptualName = Literal["st-lpips-vgg", "st-lpips-alex", "lpips-vgg", "tiny-random", "none"]
+PerceptualTimeWeight = Literal["none", "one_minus_t"]
+PixelLossName = Literal["l1", "l2"]
+LRScheduleName = Literal["constant", "cosine"]
+PrecisionName = Literal["fp32", "bf16"]
 
 # eps-prediction needs alpha(t) >= this over the trained and sampled times (x0 error <= 50x eps error)
 EPS_MIN_ALPHA = 0.02
@@ -27,9 +35,25 @@ class ConfigError(ValueError):
     """A configuration value, key or preset is invalid; the message names it and what fits."""
 
 
-def _choice(where: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{where}={value!r} is not valid; expected one of {sorted(allowed)}")
+def choices(literal: Any) -> tuple[str, ...]:
+    """The names a ``Literal`` choice type allows, e.g. ``choices(SamplerName)``."""
+    return typing.get_args(literal)
+
+
+def check_choice(where: str, value: Any, literal: Any) -> None:
+    """A :class:`ConfigError` naming ``where`` unless ``value`` is one of ``literal``'s names."""
+    if value not in choices(literal):
+        raise ConfigError(
+            f"{where}={value!r} is not valid; expected one of {sorted(choices(literal))}"
+        )
+
+
+def check_choices(cfg: Any, where: str) -> None:
+    """:func:`check_choice` for every ``Literal``-typed field of dataclass ``cfg``."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        if typing.get_origin(hints[f.name]) is Literal:
+            check_choice(f"{where}.{f.name}", getattr(cfg, f.name), hints[f.name])
 
 
 @dataclass
@@ -68,7 +92,7 @@ class UNetConfig:
     head_channels: int = 64
     dropout: float = 0.0
     inject_z_every_level: bool = True
-    z_injection: str = "pre_norm"
+    z_injection: ZInjectionName = "pre_norm"
     prior_head: bool = False
 
 
@@ -95,27 +119,22 @@ class DiffusionConfig:
     alpha(t_max) >= EPS_MIN_ALPHA, e.g. ``t_max=0.98`` on the flow path.
     """
 
-    path: str = "flow"
-    prediction: str = "v"
-    loss_space: str = ""
-    time_sampling: str = "logit_normal"
+    path: PathName = "flow"
+    prediction: PredictionName = "v"
+    loss_space: LossSpaceName = ""
+    time_sampling: TimeSamplingName = "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     uniform_fraction: float = 0.0
     time_shift: float = 1.0
     t_max: float = 1.0
-    sampler: str = "euler"
+    sampler: SamplerName = "euler"
     num_steps: int = 4
-    spacing: str = "linear"
+    spacing: SpacingName = "linear"
     sample_shift: float = 1.0
 
     def validate(self) -> None:
-        _choice("diffusion.path", self.path, ("flow", "vp"))
-        _choice("diffusion.prediction", self.prediction, ("v", "x0", "eps"))
-        _choice("diffusion.loss_space", self.loss_space, ("", "v", "x0", "eps"))
-        _choice("diffusion.time_sampling", self.time_sampling, ("logit_normal", "uniform"))
-        _choice("diffusion.sampler", self.sampler, ("euler", "heun", "ddim"))
-        _choice("diffusion.spacing", self.spacing, ("linear", "quadratic"))
+        check_choices(self, "diffusion")
         if not 0.0 <= self.uniform_fraction <= 1.0:
             raise ConfigError(f"diffusion.uniform_fraction={self.uniform_fraction} not in [0, 1]")
         if self.time_shift <= 0 or self.sample_shift <= 0:
@@ -142,7 +161,7 @@ class DiffusionConfig:
 class AutoencoderConfig:
     """The whole autoencoder: ``kind`` selects the diffusion decoder or the one-pass baseline."""
 
-    kind: str = "dgae"
+    kind: DecoderKind = "dgae"
     latent_channels: int = 4
     downsample_factor: int = 8
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -151,14 +170,14 @@ class AutoencoderConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
     def validate(self) -> None:
-        _choice("model.kind", self.kind, ("dgae", "baseline"))
+        check_choices(self, "model")
         if self.downsample_factor not in (4, 8, 16, 32):
             raise ConfigError(
                 f"model.downsample_factor={self.downsample_factor}; expected one of 4, 8, 16, 32"
             )
         if self.latent_channels < 1:
             raise ConfigError(f"model.latent_channels={self.latent_channels}; expected >= 1")
-        _choice("model.decoder.z_injection", self.decoder.z_injection, ("pre_norm", "post_norm"))
+        check_choices(self.decoder, "model.decoder")
         levels = len(self.decoder.channel_mult)
         bad = [lvl for lvl in self.decoder.attention_levels if not 0 <= lvl < levels]
         if bad:
@@ -177,11 +196,11 @@ class LossConfig:
     which is the same loss times 3 H W), so ``kl_weight`` means what it means in LDM/VA-VAE.
     """
 
-    perceptual: str = "st-lpips-vgg"
+    perceptual: PerceptualName = "st-lpips-vgg"
     perceptual_weight: float = 1.0
-    perceptual_time_weight: str = "none"
+    perceptual_time_weight: PerceptualTimeWeight = "none"
     kl_weight: float = 1e-6
-    pixel_loss: str = "l1"
+    pixel_loss: PixelLossName = "l1"
     pixel_weight: float = 1.0
     gan_weight: float = 0.0
     gan_start_step: int = 0
@@ -189,13 +208,7 @@ class LossConfig:
     disc_layers: int = 3
 
     def validate(self) -> None:
-        _choice(
-            "loss.perceptual",
-            self.perceptual,
-            ("st-lpips-vgg", "st-lpips-alex", "lpips-vgg", "tiny-random", "none"),
-        )
-        _choice("loss.perceptual_time_weight", self.perceptual_time_weight, ("none", "one_minus_t"))
-        _choice("loss.pixel_loss", self.pixel_loss, ("l1", "l2"))
+        check_choices(self, "loss")
 
 
 @dataclass
@@ -229,10 +242,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     betas: tuple[float, ...] = (0.9, 0.99)
     warmup_steps: int = 100
-    lr_schedule: str = "constant"
+    lr_schedule: LRScheduleName = "constant"
     grad_clip: float = 1.0
     ema_decay: float = 0.999
-    precision: str = "fp32"
+    precision: PrecisionName = "fp32"
     compile: bool = False
     channels_last: bool = False
     activation_checkpointing: bool = False
@@ -247,8 +260,7 @@ class TrainConfig:
     tensorboard: bool = False
 
     def validate(self) -> None:
-        _choice("train.lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        _choice("train.precision", self.precision, ("fp32", "bf16"))
+        check_choices(self, "train")
         if self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("train.batch_size and train.grad_accum must be >= 1")
         positive = ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints",
@@ -331,136 +343,3 @@ class LDMExperimentConfig:
             raise ConfigError(
                 f"guidance_interval={self.guidance_interval}; expected two times 0 <= lo <= hi <= 1"
             )
-
-
-# ----------------------------------------------------------------------------- dict / JSON
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Dataclass -> plain JSON-able dict (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg)))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected an object, got {value!r}")
-        return from_dict(tp, value, where)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item_tp, *_) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{where}={value!r}: expected true or false")
-    if tp in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}={value!r}: expected a number")
-        try:
-            number = float(value) if tp is float else int(str(value), 0)
-        except ValueError:
-            try:
-                number = float(value)
-            except ValueError:
-                raise ConfigError(f"{where}={value!r}: expected {tp.__name__}") from None
-            if tp is int and not number.is_integer():
-                raise ConfigError(f"{where}={value!r}: expected an integer") from None
-            number = tp(number)
-        return number
-    if tp is str:
-        return str(value)
-    return value
-
-
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys are an error listing the valid ones."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; valid keys: {names}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def save_json(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-
-
-def load_json(cls: type[T], path: str | Path) -> T:
-    return from_dict(cls, json.loads(Path(path).read_text()))
-
-
-def valid_keys(cfg: Any, prefix: str = "") -> list[str]:
-    """Every dotted key an override may set, e.g. ``model.decoder.base_channels``."""
-    keys = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        name = f"{prefix}{f.name}"
-        keys += valid_keys(value, name + ".") if dataclasses.is_dataclass(value) else [name]
-    return keys
-
-
-def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
-    """Return a copy of ``cfg`` with ``key.sub=value`` overrides applied (types are checked)."""
-    cfg = json_copy(cfg)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
-        *parents, leaf = key.strip().split(".")
-        node = cfg
-        for part in parents:
-            if not dataclasses.is_dataclass(node) or not hasattr(node, part):
-                raise ConfigError(f"unknown override key {key!r}; valid keys: {valid_keys(cfg)}")
-            node = getattr(node, part)
-        fields = (
-            {f.name for f in dataclasses.fields(node)} if dataclasses.is_dataclass(node) else ()
-        )
-        if leaf not in fields or dataclasses.is_dataclass(getattr(node, leaf)):
-            raise ConfigError(f"unknown override key {key!r}; valid keys: {valid_keys(cfg)}")
-        setattr(node, leaf, _coerce(raw, typing.get_type_hints(type(node))[leaf], key))
-    return cfg
-
-
-def json_copy(cfg: T) -> T:
-    """Deep copy through the JSON form (also proves the config round-trips)."""
-    return from_dict(type(cfg), to_dict(cfg))
-
-
-# ----------------------------------------------------------------------------- presets
-
-PRESETS: dict[str, Callable[[], Any]] = {}
-
-
-def register_preset(name: str) -> Callable[[Callable[[], Any]], Callable]:
-    """Decorator: register a function returning an experiment config under ``name``."""
-
-    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
-        PRESETS[name] = fn
-        return fn
-
-    return wrap
-
-
-def get_preset(name: str, kind: type = ExperimentConfig) -> Any:
-    """The named preset's config (validated). ``kind`` is the config class the caller needs
-    (autoencoder presets by default, :class:`LDMExperimentConfig` for DiT presets)."""
-    from dgae import presets  # noqa: F401  (registers the presets)
-
-    known = sorted(n for n, fn in PRESETS.items() if isinstance(fn(), kind))
-    if name not in known:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
-    cfg = PRESETS[name]()
-    cfg.validate()
-    return cfg

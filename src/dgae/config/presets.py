@@ -9,10 +9,13 @@ and use the one-pass decoder of the same width.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
-from dgae.config import (
+from dgae.config.schema import (
     AutoencoderConfig,
     BaselineDecoderConfig,
+    ConfigError,
     DataConfig,
     DiffusionConfig,
     DiTConfig,
@@ -22,8 +25,31 @@ from dgae.config import (
     LossConfig,
     TrainConfig,
     UNetConfig,
-    register_preset,
 )
+
+PRESETS: dict[str, Callable[[], Any]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], Any]], Callable]:
+    """Decorator: register a function returning an experiment config under ``name``."""
+
+    def wrap(fn: Callable[[], Any]) -> Callable[[], Any]:
+        PRESETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_preset(name: str, kind: type = ExperimentConfig) -> Any:
+    """The named preset's config (validated). ``kind`` is the config class the caller needs
+    (autoencoder presets by default, :class:`LDMExperimentConfig` for DiT presets)."""
+    known = sorted(n for n, fn in PRESETS.items() if isinstance(fn(), kind))
+    if name not in known:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {known}")
+    cfg = PRESETS[name]()
+    cfg.validate()
+    return cfg
+
 
 # x0-prediction with an x0-MSE loss and uniform time mixed in decoded best in few steps in our
 # CPU prototype (see README); the velocity default of DiffusionConfig is one override away.
