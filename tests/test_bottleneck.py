@@ -41,3 +41,15 @@ def test_latent_statistics_normalise_to_unit_variance():
     assert torch.allclose(stats.denormalize(n), z, atol=1e-5)
     with pytest.raises(ValueError, match="does not match the 3-channel"):
         stats.normalize(torch.zeros(1, 4, 2, 2))
+
+
+def test_latent_stats_json_round_trip_and_errors():
+    stats = LatentStats.from_dict({"mean": [0.5, -1.0], "std": [2.0, 0.25]}, 2, "x.json")
+    assert stats.to_dict() == {"mean": [0.5, -1.0], "std": [2.0, 0.25]}
+    z = torch.randn(2, 2, 3, 3)
+    assert torch.allclose(stats.normalize(z)[:, 1], (z[:, 1] + 1.0) / 0.25)
+    with pytest.raises(ValueError, match="x.json: latent_stats must hold 3 means"):
+        LatentStats.from_dict({"mean": [0.5, -1.0], "std": [2.0, 0.25]}, 3, "x.json")
+    with pytest.raises(ValueError, match="positive finite stds"):
+        LatentStats.from_dict({"mean": [0.0], "std": [0.0]}, 1, "x.json")
+    assert "mean" not in LatentStats(2, persistent=False).state_dict()

@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import dgae.generation.cache as cache_mod
 from dgae import build_autoencoder
@@ -85,7 +86,6 @@ def test_resumed_cache_is_identical(ae_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(cache_mod, "save_file", real)
     meta = cache_latents(ae_dir, out=tmp_path / "resumed", **args)
     assert meta["complete"] and meta["num_shards"] == 3
-    from safetensors.torch import load_file
 
     for i in range(3):
         a = load_file(str(tmp_path / "straight" / f"shard_{i:05d}.safetensors"))
@@ -167,6 +167,28 @@ def test_training_on_other_latents_is_refused(ae_dir, tmp_path):
         ValueError, match=r"latent_shape=\[2, 4, 4\], but these have latent_shape=\[2, 8, 8\]"
     ):
         train_ldm(cfg, tmp_path / "b", tmp_path / "run", ONE, progress=False)
+    # the same latents normalised with other statistics (a rebuilt cache): the exported DiT
+    # would denormalise with numbers it was not trained on
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    meta["stats"]["std"] = [2 * s for s in meta["stats"]["std"]]
+    (tmp_path / "a" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="was trained on latents with stats="):
+        train_ldm(cfg, tmp_path / "a", tmp_path / "run", ONE, progress=False)
+
+
+def test_dit_denormalises_with_the_statistics_it_was_trained_on(ae_dir, tmp_path):
+    args = dict(spec="photos", resolution=16, dist=ONE, shard_size=16, num_items=16, progress=False)
+    meta = cache_latents(ae_dir, out=tmp_path / "cache", **args)
+    data = LatentDataset(tmp_path / "cache")
+    raw = load_file(str(tmp_path / "cache" / "shard_00000.safetensors"))["latents"]
+    ldm = LatentDiffusion(get_preset("dit-tiny", LDMExperimentConfig), meta["latent_shape"], 1,
+                          meta["autoencoder"], meta["stats"])  # fmt: skip
+    assert torch.allclose(ldm.denormalize(torch.stack([data[i][0] for i in range(16)])), raw,
+                          atol=1e-5)  # fmt: skip
+    assert not any("latent_stats" in k for k in ldm.state_dict())  # kept in config.json only
+    ldm.save_pretrained(tmp_path / "dit")
+    again = LatentDiffusion.from_pretrained(tmp_path / "dit")
+    assert again.latent_stats.to_dict() == meta["stats"]
 
 
 def test_ldm_experiment_cli_end_to_end(tmp_path):
@@ -206,7 +228,6 @@ def test_two_process_cache_equals_one(ae_dir, tmp_path):
             ]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         assert res.returncode == 0, res.stderr[-2000:]
-    from safetensors.torch import load_file
 
     for i in range(4):
         a = load_file(str(tmp_path / "one" / f"shard_{i:05d}.safetensors"))

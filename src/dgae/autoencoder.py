@@ -118,10 +118,7 @@ class Autoencoder(nn.Module):
         meta = {
             "format_version": FORMAT_VERSION,
             "model": to_dict(self.config),
-            "latent_stats": {
-                "mean": self.latent_stats.mean.tolist(),
-                "std": self.latent_stats.std.tolist(),
-            },
+            "latent_stats": self.latent_stats.to_dict(),
         }
         state = {
             k: v.detach().cpu().contiguous()
@@ -187,24 +184,10 @@ class Autoencoder(nn.Module):
                 f"{w_path} does not match {cfg_path}: missing {missing[:5]}, "
                 f"unexpected {unexpected[:5]}"
             )
-        stats = meta.get("latent_stats") or {}
-        c = model.config.latent_channels
-        if (
-            not isinstance(stats, dict)
-            or len(stats.get("mean") or []) != c
-            or len(stats.get("std") or []) != c
-        ):
-            raise ValueError(f"{cfg_path}: latent_stats must hold {c} means and {c} stds")
-        try:
-            mean, std = torch.tensor(stats["mean"]).float(), torch.tensor(stats["std"]).float()
-        except (TypeError, ValueError):
-            raise ValueError(f"{cfg_path}: latent_stats must be numbers") from None
-        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
-            raise ValueError(
-                f"{cfg_path}: latent_stats need finite means and positive finite stds; got "
-                f"mean={stats['mean']}, std={stats['std']}"
-            )
-        model.latent_stats.set_from(mean, std)
+        stats = LatentStats.from_dict(
+            meta.get("latent_stats"), model.config.latent_channels, str(cfg_path)
+        )
+        model.latent_stats.set_from(stats.mean, stats.std)
         return model.to(device).eval()
 
 

@@ -34,14 +34,50 @@ class DiagonalGaussian:
 class LatentStats(nn.Module):
     """Per-channel mean and std of z over a dataset: ``normalize`` gives unit-variance latents.
 
-    A downstream diffusion model must see ``normalize(z)``, and its samples must pass through
-    ``denormalize`` before decoding; both are stored with the autoencoder so they cannot drift.
+    The one type for latent statistics, with the one ``normalize``/``denormalize``. An
+    autoencoder stores the statistics of its posterior means on its training images; a latent
+    cache computes its own over exactly the latents it holds and records them in ``meta.json``; a
+    DiT trained on the cache stores those same numbers in its folder and denormalises its samples
+    with them, and a DiT run refuses a cache whose statistics differ from the ones it started on
+    (``latents.json``), so what sampling undoes is always what training applied.
+    ``persistent=False`` keeps them out of ``state_dict`` where a config file holds them.
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, persistent: bool = True) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.zeros(channels))
-        self.register_buffer("std", torch.ones(channels))
+        self.register_buffer("mean", torch.zeros(channels), persistent=persistent)
+        self.register_buffer("std", torch.ones(channels), persistent=persistent)
+
+    @classmethod
+    def from_dict(
+        cls, data: object, channels: int, where: str = "latent_stats", persistent: bool = True
+    ) -> LatentStats:
+        """Statistics from their JSON form ``{"mean": [c floats], "std": [c floats]}``;
+        anything else is an error naming ``where``."""
+        if (
+            not isinstance(data, dict)
+            or len(data.get("mean") or []) != channels
+            or len(data.get("std") or []) != channels
+        ):
+            raise ValueError(
+                f"{where}: latent_stats must hold {channels} means and {channels} stds"
+            )
+        try:
+            mean, std = torch.tensor(data["mean"]).float(), torch.tensor(data["std"]).float()
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: latent_stats must be numbers") from None
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError(
+                f"{where}: latent_stats need finite means and positive finite stds; got "
+                f"mean={data['mean']}, std={data['std']}"
+            )
+        stats = cls(channels, persistent)
+        stats.set_from(mean, std)
+        return stats
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """The JSON form read by :meth:`from_dict`."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def _view(self, z: Tensor, stat: Tensor) -> Tensor:
         if z.ndim != 4 or z.shape[1] != stat.numel():

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from dgae.autoencoder import CONFIG_NAME, WEIGHTS_NAME, Autoencoder
-from dgae.bottleneck import RunningMoments
+from dgae.bottleneck import LatentStats, RunningMoments
 from dgae.data.datasets import collate
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range
@@ -129,8 +129,9 @@ def cache_latents(
             for key in ("latents", "latents_flipped"):
                 if key in shard:
                     moments.update(shard[key])
-        mean, std = moments.result()
-        meta.update(stats={"mean": mean.tolist(), "std": std.tolist()}, complete=True)
+        stats = LatentStats(c)
+        stats.set_from(*moments.result())
+        meta.update(stats=stats.to_dict(), complete=True)
         tmp = out / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2))
         tmp.replace(out / "meta.json")
@@ -159,12 +160,12 @@ class LatentDataset(Dataset):
             raise ValueError(f"{cache_dir}: the cache is incomplete or has no statistics; rerun "
                              "dgae cache-latents with the same arguments to finish it")  # fmt: skip
         shards = [load_file(str(_shard_path(cache_dir, i))) for i in range(self.meta["num_shards"])]
-        mean = torch.tensor(self.meta["stats"]["mean"])[None, :, None, None]
-        std = torch.tensor(self.meta["stats"]["std"])[None, :, None, None]
+        channels = self.meta["latent_shape"][0]
+        self.stats = LatentStats.from_dict(self.meta["stats"], channels, str(meta_path))
         views = [torch.cat([s["latents"] for s in shards])]
         if self.meta["flip"]:
             views.append(torch.cat([s["latents_flipped"] for s in shards]))
-        self.views = [(v - mean) / std for v in views]
+        self.views = [self.stats.normalize(v) for v in views]
         self.labels = torch.cat([s["labels"] for s in shards])
         self.classes = self.meta["classes"]
         self.num_classes = max(len(self.classes), int(self.labels.max()) + 1)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from dgae.autoencoder import Autoencoder
+from dgae.bottleneck import LatentStats
 from dgae.config import LDMExperimentConfig, from_dict, to_dict
 from dgae.data.datasets import Batch
 from dgae.data.transforms import to_uint8
@@ -39,7 +40,9 @@ class LatentDiffusion(nn.Module):
         if h != w:
             raise ValueError(f"the DiT needs square latents, got {h}x{w}")
         self.cfg, self.latent_shape, self.num_classes = cfg, list(latent_shape), num_classes
-        self.autoencoder_record, self.stats = autoencoder, stats
+        self.autoencoder_record = autoencoder
+        # the cache's statistics, stored in this folder's config.json (not in the weights)
+        self.latent_stats = LatentStats.from_dict(stats, c, "latent_stats", persistent=False)
         self.dit = DiT(cfg.dit, c, h, num_classes)
         self.path = get_path(cfg.diffusion.path)
 
@@ -53,7 +56,7 @@ class LatentDiffusion(nn.Module):
             "latent_shape": self.latent_shape,
             "num_classes": self.num_classes,
             "autoencoder": self.autoencoder_record,
-            "latent_stats": self.stats,
+            "latent_stats": self.latent_stats.to_dict(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self.dit.state_dict().items()}
         save_file(state, str(directory / "model.safetensors.tmp"))
@@ -99,9 +102,8 @@ class LatentDiffusion(nn.Module):
         return Autoencoder.from_pretrained(path, device=device)
 
     def denormalize(self, z: Tensor) -> Tensor:
-        mean = torch.tensor(self.stats["mean"], device=z.device)[None, :, None, None]
-        std = torch.tensor(self.stats["std"], device=z.device)[None, :, None, None]
-        return z * std + mean
+        """DiT samples (B, c, h, w) -> autoencoder latents, undoing the cache's normalisation."""
+        return self.latent_stats.denormalize(z)
 
     @torch.no_grad()
     def sample_latents(self, labels: Tensor, num_steps: int, cfg_scale: float, generator: Generator,

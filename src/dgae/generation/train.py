@@ -17,13 +17,14 @@ from dgae.training.run import run_task
 
 
 def check_latents_match(run_dir: Path, data: LatentDataset) -> None:
-    """A run folder keeps one latent source: refuse another shape or autoencoder, naming both."""
-    record = {k: data.meta[k] for k in ("latent_shape", "autoencoder")}
+    """A run folder keeps one latent source: refuse another shape, autoencoder or normalisation
+    (the cache's statistics, which the exported DiT denormalises with), naming both."""
+    record = {k: data.meta[k] for k in ("latent_shape", "autoencoder", "stats")}
     path = run_dir / "latents.json"
     if path.exists():
         old = json.loads(path.read_text())
         for key in record:
-            if old[key] != record[key]:
+            if key in old and old[key] != record[key]:  # older run folders lack "stats"
                 raise ValueError(f"{run_dir} was trained on latents with {key}={old[key]}, "
                                  f"but these have {key}={record[key]}")  # fmt: skip
     path.write_text(json.dumps(record, indent=2))
