@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from dgae import Autoencoder, build_autoencoder
-from dgae.config import apply_overrides
+from dgae.autoencoder import Decoder
+from dgae.config import DecoderKind, apply_overrides, choices, get_preset
 from dgae.losses import build_objective
 from dgae.random import generators_from_seeds
 
@@ -151,3 +152,16 @@ def test_prior_head_decodes_head_plus_residual_and_trains_like_the_baseline(tiny
     assert torch.allclose(out["head"], expected, atol=1e-6)
     assert torch.allclose(out["loss"], out["diffusion"] + out["perceptual"] * cfg.loss.perceptual_weight
                           + cfg.loss.kl_weight * out["kl"] + out["head"])  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", choices(DecoderKind))
+def test_every_decoder_kind_meets_the_decoder_contract(kind):
+    cfg = apply_overrides(get_preset("dgae-tiny").model, [f"kind={kind}"])
+    model = build_autoencoder(cfg)
+    assert isinstance(model.decoder, Decoder)
+    assert model.is_diffusion == (kind == "dgae")
+    z = torch.zeros(1, cfg.latent_channels, 2, 2)
+    assert model.decode(z, num_steps=1).shape == (1, 3, 8, 8)
+    for bad in (0, 1.5, True):  # validated once, for both decoders
+        with pytest.raises(ValueError, match=f"decode: num_steps={bad!r}; expected an integer"):
+            model.decode(z, num_steps=bad)

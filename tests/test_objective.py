@@ -3,9 +3,15 @@ import torch
 from torch import nn
 
 from dgae import build_autoencoder
-from dgae.baseline import PatchDiscriminator, adaptive_gan_weight, hinge_d_loss, hinge_g_loss
 from dgae.config import ConfigError, DiffusionConfig, apply_overrides
 from dgae.losses import BaselineObjective, DGAEObjective
+from dgae.losses.adversarial import (
+    DiscriminatorLoss,
+    PatchDiscriminator,
+    adaptive_gan_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+)
 from dgae.losses.perceptual import tiny_random_lpips
 
 
@@ -99,7 +105,8 @@ def test_baseline_gan_term_switches_on_at_start_step(tiny_baseline_cfg, images):
     after = obj(m, images, discriminator=disc, step=10)
     assert before["gan_weight"].item() == 0 and after["gan_weight"].item() > 0
     after["loss"].backward()
-    d_loss = obj.discriminator_loss(disc, images, after["recon"])
+    d_loss = DiscriminatorLoss(disc)(images, after["recon"])
+    assert torch.allclose(d_loss, hinge_d_loss(disc(images), disc(after["recon"])))
     assert d_loss.item() > 0 and disc(images).shape[1] == 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -19,6 +20,7 @@ from dgae.bottleneck import DiagonalGaussian, LatentStats
 from dgae.config import AutoencoderConfig, from_dict, to_dict
 from dgae.data.transforms import check_images
 from dgae.decoder import DiffusionDecoder
+from dgae.diffusion import check_num_steps
 from dgae.encoder import Encoder
 from dgae.random import Generator
 
@@ -26,6 +28,29 @@ FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """What :class:`Autoencoder` needs of a decoder: the one-pass baseline
+    (:class:`~dgae.baseline.OnePassDecoder`) and the diffusion decoder
+    (:class:`~dgae.decoder.DiffusionDecoder`) both provide it."""
+
+    is_diffusion: bool  # False: one pass (``num_steps`` and noise unused)
+
+    def decode(
+        self, z: Tensor, num_steps: int | None = None, generator: Generator = None, **sampling: Any
+    ) -> Tensor:
+        """Latent (B, c, h, w) -> image (B, 3, h*f, w*f) in [-1, 1]."""
+        ...
+
+
+def build_decoder(cfg: AutoencoderConfig) -> Decoder:
+    """The decoder ``cfg.kind`` names (one of ``config.DecoderKind``)."""
+    c, f = cfg.latent_channels, cfg.downsample_factor
+    if cfg.kind == "dgae":
+        return DiffusionDecoder(cfg.decoder, cfg.diffusion, c, f, cfg.baseline_decoder)
+    return OnePassDecoder(cfg.baseline_decoder, c, f)
 
 
 class Autoencoder(nn.Module):
@@ -37,12 +62,7 @@ class Autoencoder(nn.Module):
         self.config = cfg
         c, f = cfg.latent_channels, cfg.downsample_factor
         self.encoder = Encoder(cfg.encoder, c, f)
-        if cfg.kind == "dgae":
-            self.decoder: nn.Module = DiffusionDecoder(
-                cfg.decoder, cfg.diffusion, c, f, cfg.baseline_decoder
-            )
-        else:
-            self.decoder = OnePassDecoder(cfg.baseline_decoder, c, f)
+        self.decoder = build_decoder(cfg)
         self.latent_stats = LatentStats(c)
 
     @property
@@ -51,7 +71,7 @@ class Autoencoder(nn.Module):
 
     @property
     def is_diffusion(self) -> bool:
-        return self.config.kind == "dgae"
+        return self.decoder.is_diffusion
 
     def encode(self, x: Tensor) -> DiagonalGaussian:
         """Images (B, 3, H, W) in [-1, 1], H and W divisible by f -> posterior over (B, c, H/f, W/f)."""
@@ -81,10 +101,8 @@ class Autoencoder(nn.Module):
         set ``sampler``, ``spacing`` and ``shift``. The baseline ignores them (one pass).
         """
         self.check_latents(z)
-        if num_steps is not None and (
-            not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1
-        ):
-            raise ValueError(f"decode: num_steps={num_steps!r}; expected an integer >= 1")
+        if num_steps is not None:  # checked here for both decoders (the baseline ignores it)
+            check_num_steps(num_steps, "decode: num_steps")
         return self.decoder.decode(z, num_steps=num_steps, generator=generator, **sampling)
 
     def reconstruct(

@@ -1,4 +1,5 @@
-"""The comparison baseline: a one-pass SD-VAE decoder and an optional PatchGAN discriminator.
+"""The comparison baseline: a one-pass SD-VAE decoder (its optional PatchGAN is in
+:mod:`dgae.losses.adversarial`).
 
 Built from the same blocks as the DGAE encoder, so every comparison is at equal encoder, latent
 size and training budget; only the decoder (and its loss) differ.
@@ -8,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -19,6 +19,8 @@ from dgae.nn import AttentionBlock, ResBlock, Upsample, checkpointed, group_norm
 
 class OnePassDecoder(nn.Module):
     """z (B, c, h, w) -> image (B, 3, h*f, w*f) in one forward pass (the "Gaussian" decoder)."""
+
+    is_diffusion = False
 
     def __init__(
         self, cfg: BaselineDecoderConfig, latent_channels: int, downsample_factor: int
@@ -60,46 +62,3 @@ class OnePassDecoder(nn.Module):
     ) -> Tensor:
         """Same signature as the diffusion decoder; ``num_steps`` and noise are unused (NFE 1)."""
         return self(z).clamp(-1.0, 1.0)
-
-
-class PatchDiscriminator(nn.Module):
-    """PatchGAN (pix2pix/LDM NLayerDiscriminator): image (B, 3, H, W) -> logits (B, 1, H', W')."""
-
-    def __init__(self, channels: int = 64, num_layers: int = 3) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
-        ch = channels
-        for i in range(1, num_layers + 1):
-            out = channels * min(2**i, 8)
-            stride = 2 if i < num_layers else 1
-            layers += [
-                nn.Conv2d(ch, out, 4, stride, 1, bias=False),
-                group_norm(out),  # GroupNorm instead of BatchNorm: no cross-rank statistics
-                nn.LeakyReLU(0.2),
-            ]
-            ch = out
-        layers.append(nn.Conv2d(ch, 1, 4, 1, 1))
-        self.net = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
-
-
-def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Discriminator hinge loss: mean(relu(1 - D(x))) + mean(relu(1 + D(x_hat))), halved."""
-    return 0.5 * (F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean())
-
-
-def hinge_g_loss(fake_logits: Tensor) -> Tensor:
-    """Generator hinge loss: -mean(D(x_hat))."""
-    return -fake_logits.mean()
-
-
-def adaptive_gan_weight(rec_loss: Tensor, g_loss: Tensor, last_layer: Tensor) -> Tensor:
-    """LDM's balance: ||grad rec|| / (||grad g|| + 1e-4) at the decoder's last layer, in [0, 1e4]."""
-    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
-    g_grad = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
-    return (rec_grad.norm() / (g_grad.norm() + 1e-4)).clamp(0.0, 1e4).detach()

@@ -116,6 +116,8 @@ class UNet(nn.Module):
 class DiffusionDecoder(nn.Module):
     """A U-Net denoiser plus its path and parameterisation; ``decode`` integrates the ODE."""
 
+    is_diffusion = True
+
     def __init__(
         self,
         unet: UNetConfig,

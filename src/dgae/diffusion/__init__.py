@@ -2,7 +2,13 @@
 
 from dgae.diffusion.loss import DenoisingLoss, as_denoiser, denoising_loss, x0_reliability
 from dgae.diffusion.parameterization import Prediction, convert, from_x0_eps, to_x0_eps
-from dgae.diffusion.samplers import SAMPLERS, network_evaluations, sample, sampling_times
+from dgae.diffusion.samplers import (
+    SAMPLERS,
+    check_num_steps,
+    network_evaluations,
+    sample,
+    sampling_times,
+)
 from dgae.diffusion.schedule import PATHS, FlowPath, NoisePath, VPPath, get_path, sample_time
 
 __all__ = [
@@ -19,6 +25,7 @@ __all__ = [
     "convert",
     "from_x0_eps",
     "get_path",
+    "check_num_steps",
     "network_evaluations",
     "sample",
     "sample_time",

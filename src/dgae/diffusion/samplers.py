@@ -27,6 +27,12 @@ Denoiser = Callable[[Tensor, Tensor], Prediction]
 Sampler = Callable[[Denoiser, Tensor, Tensor, NoisePath], Tensor]
 
 
+def check_num_steps(num_steps: object, where: str = "num_steps") -> None:
+    """A ValueError naming ``where`` unless ``num_steps`` is an integer >= 1 (None is not)."""
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
+        raise ValueError(f"{where}={num_steps!r}; expected an integer >= 1")
+
+
 def sampling_times(
     num_steps: int,
     spacing: str = "linear",
@@ -39,8 +45,7 @@ def sampling_times(
     ``linear``: uniform in t. ``quadratic``: t_i = (i/N)^2, finer steps near the data. ``shift``
     applies s t / (1 + (s - 1) t), which spends more steps at high noise when s > 1.
     """
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"num_steps={num_steps!r}; expected an integer >= 1")
+    check_num_steps(num_steps)
     check_choice("diffusion.spacing", spacing, SpacingName)
     u = torch.linspace(1.0, 0.0, num_steps + 1, device=device, dtype=torch.float64)
     if spacing == "quadratic":

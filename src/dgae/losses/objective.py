@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dgae.baseline import adaptive_gan_weight, hinge_d_loss, hinge_g_loss
 from dgae.bottleneck import DiagonalGaussian
 from dgae.config import LossConfig
+from dgae.losses.adversarial import adaptive_gan_weight, hinge_g_loss
 from dgae.losses.perceptual import LPIPS, build_perceptual
 from dgae.random import Generator
 
@@ -124,11 +124,6 @@ class BaselineObjective(_Objective):
             and self.cfg.gan_weight > 0
             and step >= self.cfg.gan_start_step
         )
-
-    @staticmethod
-    def discriminator_loss(discriminator: nn.Module, x: Tensor, recon: Tensor) -> Tensor:
-        """Hinge loss of the PatchGAN on real ``x`` and detached reconstructions."""
-        return hinge_d_loss(discriminator(x), discriminator(recon.detach()))
 
 
 def build_objective(loss: LossConfig, kind: str, perceptual: LPIPS | None = None) -> _Objective:

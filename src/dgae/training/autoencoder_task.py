@@ -9,12 +9,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from dgae.autoencoder import Autoencoder
-from dgae.baseline import PatchDiscriminator, hinge_d_loss
 from dgae.bottleneck import RunningMoments
 from dgae.config import ExperimentConfig
 from dgae.data.datasets import Batch, collate
 from dgae.data.transforms import to_model_range, to_uint8
 from dgae.losses import build_objective
+from dgae.losses.adversarial import DiscriminatorLoss, PatchDiscriminator
 from dgae.random import generators_from_seeds
 from dgae.training.loop import TrainTask
 from dgae.training.reporting import save_grid
@@ -45,17 +45,6 @@ class AutoencoderLoss(nn.Module):
             return objective(self.autoencoder, x, generators, discriminator=disc, step=step)
         finally:
             disc.requires_grad_(True)
-
-
-class DiscriminatorLoss(nn.Module):
-    """forward(x, recon) -> PatchGAN hinge loss on real images and detached reconstructions."""
-
-    def __init__(self, disc: PatchDiscriminator) -> None:
-        super().__init__()
-        self.disc = disc
-
-    def forward(self, x: Tensor, recon: Tensor) -> Tensor:
-        return hinge_d_loss(self.disc(x), self.disc(recon.detach()))
 
 
 def set_gradient_checkpointing(model: Autoencoder, enabled: bool) -> None:
