@@ -17,13 +17,13 @@ from pathlib import Path
 import torch
 
 from dgae.autoencoder import Autoencoder
+from dgae.autoencoder_training import train_autoencoder
 from dgae.config import apply_overrides, get_preset
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range, to_uint8
 from dgae.evaluation.metrics import psnr
 from dgae.random import generators_from_seeds
 from dgae.training.distributed import init_distributed
-from dgae.training.run import train_autoencoder
 
 
 def colour_error(real: torch.Tensor, rec: torch.Tensor) -> float:

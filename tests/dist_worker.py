@@ -9,10 +9,10 @@ import sys
 import torch
 import torch.distributed as tdist
 
+from dgae.autoencoder_training import train_autoencoder
 from dgae.config import apply_overrides, get_preset
 from dgae.training.distributed import cleanup, init_distributed
 from dgae.training.fsdp import full_tensor
-from dgae.training.run import train_autoencoder
 
 out, overrides = sys.argv[1], sys.argv[2:]
 cfg = apply_overrides(

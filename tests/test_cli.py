@@ -270,9 +270,9 @@ def test_bad_files_and_values_are_clear_errors(trained, tmp_path, capsys):
 
 
 def test_training_falls_back_past_a_truncated_checkpoint(tmp_path, capsys):
+    from dgae.autoencoder_training import train_autoencoder
     from dgae.config import apply_overrides, get_preset
     from dgae.training.checkpoint import list_checkpoints
-    from dgae.training.run import train_autoencoder
 
     cfg = apply_overrides(get_preset("dgae-tiny"), ["train.total_steps=4", "train.checkpoint_every=2",
                                                     "train.stats_images=4"])  # fmt: skip

@@ -10,15 +10,14 @@ import pytest
 import torch
 from PIL import Image
 
-import dgae.training.run as run_mod
+import dgae.autoencoder_training as run_mod
 from dgae import Autoencoder
+from dgae.autoencoder_training import compute_latent_stats, train_autoencoder
 from dgae.config import apply_overrides, get_preset
 from dgae.data.loader import build_dataset
-from dgae.training.autoencoder_task import compute_latent_stats
 from dgae.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from dgae.training.loop import NonFiniteLossError
 from dgae.training.reporting import read_metrics
-from dgae.training.run import train_autoencoder
 
 TESTS = Path(__file__).parent
 FAST = ["train.total_steps=8", "train.batch_size=4", "train.log_every=1", "train.stats_images=8"]
@@ -101,7 +100,7 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     state = load_checkpoint(latest_checkpoint(out))
     assert state["step"] >= 2
     assert not list((out / "checkpoints").glob("*.tmp"))
-    from dgae.training.run import export_run
+    from dgae.autoencoder_training import export_run
 
     export_run(out, tmp_path / "exported")
     Autoencoder.from_pretrained(tmp_path / "exported")

@@ -22,9 +22,9 @@ from dgae.data.transforms import check_images
 from dgae.decoder import DiffusionDecoder
 from dgae.diffusion import check_num_steps
 from dgae.encoder import Encoder
+from dgae.folders import atomic_path, check_header, header
 from dgae.random import Generator
 
-FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -134,7 +134,7 @@ class Autoencoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": FORMAT_VERSION,
+            **header("dgae-autoencoder"),
             "model": to_dict(self.config),
             "latent_stats": self.latent_stats.to_dict(),
         }
@@ -143,11 +143,10 @@ class Autoencoder(nn.Module):
             for k, v in self.state_dict().items()
             if not k.startswith("latent_stats.")  # stored once, in config.json
         }
-        tmp_w, tmp_c = directory / (WEIGHTS_NAME + ".tmp"), directory / (CONFIG_NAME + ".tmp")
-        save_file(state, str(tmp_w), metadata={"format": "pt"})
-        tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp_w.replace(directory / WEIGHTS_NAME)
-        tmp_c.replace(directory / CONFIG_NAME)
+        with atomic_path(directory / CONFIG_NAME) as tmp_c:
+            with atomic_path(directory / WEIGHTS_NAME) as tmp_w:  # renamed first
+                save_file(state, str(tmp_w), metadata={"format": "pt"})
+            tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(
@@ -179,12 +178,9 @@ class Autoencoder(nn.Module):
             raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
         if not isinstance(meta, dict):
             raise ValueError(f"{cfg_path}: expected a JSON object, got {type(meta).__name__}")
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION or "model" not in meta:
-            raise ValueError(
-                f"{cfg_path}: format_version={version!r}; expected {FORMAT_VERSION} with a 'model' "
-                "entry (is this a dgae model folder?)"
-            )
+        check_header(meta, "dgae-autoencoder", cfg_path)
+        if "model" not in meta:
+            raise ValueError(f"{cfg_path} has no 'model' entry (is this a dgae model folder?)")
         if not isinstance(meta["model"], dict):
             raise ValueError(f"{cfg_path}: 'model' must be an object, got {meta['model']!r}")
         model = cls(from_dict(AutoencoderConfig, meta["model"], "model"))

@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgae.demo import run_demo
     from dgae.evaluation.protocol import parse_steps
+    from dgae.experiments.demo import run_demo
 
     run_demo(Path(args.out), args.train_steps, parse_steps(args.nfe), args.seed)
     return 0

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dgae.training.run import export_run
+    from dgae.autoencoder_training import export_run
 
     out = export_run(
         Path(args.run_dir), Path(args.out) if args.out else None, pick_device(args.device)

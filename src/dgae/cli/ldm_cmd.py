@@ -152,7 +152,7 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
-    from dgae.generation.experiment import run_experiment as run
+    from dgae.experiments.ldm_convergence import run_experiment as run
 
     report = run(Path(args.out), args.data, args.resolution, args.ae_train_steps, args.dit_preset, args.dit_train_steps,
                  args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size,

@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
+    from dgae.autoencoder_training import train_autoencoder
     from dgae.training.distributed import distributed_session
-    from dgae.training.run import train_autoencoder
 
     with distributed_session(args.device) as dist:
         status = train_autoencoder(

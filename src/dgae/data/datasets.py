@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from dgae.data.images import UnreadableImage, find_images, load_image
 from dgae.data.transforms import prepare, to_chw_tensor
+from dgae.folders import check_header
 
 Item = tuple[Tensor, int, tuple[str, ...], int]  # image, label, skipped paths, key
 
@@ -165,6 +166,7 @@ def packed_dataset(path: str | Path, resolution: int | None = None, **kw) -> Arr
             f"{path}: not a dgae pack (no meta.json); write one with dgae prepare-data"
         )
     meta = json.loads(meta_path.read_text())
+    check_header(meta, "dgae-pack", meta_path)
     if not meta.get("complete"):
         raise ValueError(f"{path}: pack is incomplete ({meta.get('done')} of {meta.get('total')}); "
                          "rerun dgae prepare-data to finish it")  # fmt: skip

@@ -21,6 +21,7 @@ from dgae.data.datasets import FileDataset
 from dgae.data.images import UnreadableImage, load_image
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import prepare
+from dgae.folders import header, write_json
 
 CHUNK = 256
 
@@ -34,9 +35,7 @@ def _load(args: tuple[str, int]) -> np.ndarray | None:
 
 
 def _write_meta(out: Path, meta: dict) -> None:
-    tmp = out / "meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(out / "meta.json")
+    write_json(out / "meta.json", meta)
 
 
 def write_pack(src: str, resolution: int, out: str | Path, workers: int | None = None) -> dict:
@@ -55,6 +54,7 @@ def write_pack(src: str, resolution: int, out: str | Path, workers: int | None =
     fresh = {"source": str(src), "resolution": resolution, "total": total}
     if meta is None or any(meta.get(k) != v for k, v in fresh.items()):
         meta = {
+            **header("dgae-pack"),
             **fresh,
             "classes": ds.classes,
             "done": 0,

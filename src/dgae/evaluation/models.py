@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from dgae.autoencoder import Autoencoder
+from dgae.folders import is_format
 from dgae.random import Generator
 
 
@@ -77,9 +78,9 @@ def load_for_eval(path: str | Path, device: torch.device, sampler: str | None = 
     meta = json.loads(cfg_path.read_text())
     if meta.get("_class_name") == "AutoencoderKL":
         return DiffusersVAE(path, device)
-    if "format_version" in meta:
+    if is_format(meta, "dgae-autoencoder"):
         return DgaeModel(path, device, sampler)
     raise ValueError(
-        f"{cfg_path} is neither a dgae model config (format_version) nor a diffusers "
+        f"{cfg_path} is neither a dgae model config (format dgae-autoencoder) nor a diffusers "
         f"AutoencoderKL config (_class_name); found keys {sorted(meta)[:8]}"
     )

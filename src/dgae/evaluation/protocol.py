@@ -34,6 +34,7 @@ from dgae.evaluation.metrics import (
     ssim,
 )
 from dgae.evaluation.models import EvalModel
+from dgae.folders import atomic_path
 from dgae.random import item_generators
 from dgae.training.distributed import DistInfo
 from dgae.weights import dgae_home
@@ -162,9 +163,8 @@ def evaluate(
         return {}
     if need_real:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        torch.save(torch.stack([all_real[i] for i in range(n)]).float(), tmp)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            torch.save(torch.stack([all_real[i] for i in range(n)]).float(), tmp)
     real = torch.load(cache, weights_only=True).double()
     mu_r, sig_r = feature_stats(real)
     order = range(n)

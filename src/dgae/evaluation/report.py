@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from dgae.folders import write_json
+from dgae.plotting import panels
 
 COLUMNS = [
     ("steps", "steps", "{}"),
@@ -38,38 +40,26 @@ def markdown_table(evals: list[dict]) -> str:
 def plot_quality_vs_nfe(evals: list[dict], out: Path) -> None:
     """PSNR, perceptual distance and rFID against NFE (one line per model; one-pass models
     are drawn as horizontal references)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     keys = [
         ("psnr", "PSNR (dB)"),
         ("perceptual", evals[0].get("perceptual_metric") or ""),
         ("rfid", "rFID"),
     ]
     nfes = sorted({r["nfe"] for e in evals for r in e["results"]})
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (key, label) in zip(axes, keys, strict=True):
-        for k, e in enumerate(evals):
-            pts = [(r["nfe"], r[key]) for r in e["results"] if r[key] is not None]
-            if not pts:
-                continue
-            style = dict(color=f"C{k}", label=e["model"])
-            if len(pts) == 1 and len(nfes) > 1:  # a one-pass decoder: a horizontal reference
-                ax.axhline(pts[0][1], ls="--", lw=1.2, **style)
-            else:
-                ax.plot(*zip(*pts, strict=True), marker="o", **style)
-        ax.set_xscale("log")
-        ax.set_xticks(nfes, [str(n) for n in nfes])
-        ax.minorticks_off()
-        ax.set_xlabel("decoder NFE")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with panels(out, [label for _, label in keys], "decoder NFE", legend_size=7) as axes:
+        for ax, (key, _) in zip(axes, keys, strict=True):
+            for k, e in enumerate(evals):
+                pts = [(r["nfe"], r[key]) for r in e["results"] if r[key] is not None]
+                if not pts:
+                    continue
+                style = dict(color=f"C{k}", label=e["model"])
+                if len(pts) == 1 and len(nfes) > 1:  # a one-pass decoder: a horizontal line
+                    ax.axhline(pts[0][1], ls="--", lw=1.2, **style)
+                else:
+                    ax.plot(*zip(*pts, strict=True), marker="o", **style)
+            ax.set_xscale("log")
+            ax.set_xticks(nfes, [str(n) for n in nfes])
+            ax.minorticks_off()
 
 
 def write_eval(result: dict, out_dir: Path) -> None:
@@ -82,9 +72,7 @@ def write_eval(result: dict, out_dir: Path) -> None:
         + "".join(f"\n> warning: {w}\n" for w in result["warnings"])
     )  # fmt: skip
     plot_quality_vs_nfe([result], out_dir / "quality_vs_nfe.png")
-    tmp = out_dir / "eval.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out_dir / "eval.json")
+    write_json(out_dir / "eval.json", result)
 
 
 def clear_previous(out_dir: Path) -> None:

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import torch
 
+from dgae.autoencoder_training import train_autoencoder
 from dgae.config import ExperimentConfig, apply_overrides, get_preset, to_dict
 from dgae.data.builtin import training_photos
 from dgae.data.loader import build_dataset
-from dgae.evaluation.inception import InceptionFeatures
 from dgae.evaluation.models import DgaeModel
 from dgae.evaluation.protocol import EvalSettings, evaluate
 from dgae.evaluation.report import write_eval
+from dgae.experiments.common import protocol_networks, start_application
 from dgae.experiments.study_report import write_report
-from dgae.losses.perceptual import build_perceptual
-from dgae.training.distributed import init_distributed
-from dgae.training.run import train_autoencoder
+from dgae.folders import write_json
+from dgae.training.distributed import DistInfo
 
 # arm name -> (model kind, overrides): the recipes compared; the preset is KIND-SIZE and every
 # other setting is the preset's
@@ -135,7 +135,9 @@ def _count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_cell(cell: Cell, settings: StudySettings, out: Path, metrics: tuple) -> dict:
+def run_cell(
+    cell: Cell, settings: StudySettings, out: Path, metrics: tuple, dist: DistInfo
+) -> dict:
     """Train (or resume) and evaluate one cell; returns its result (cached in result.json)."""
     cfg = cell_config(cell, settings)
     folder = out / cell.name
@@ -153,7 +155,6 @@ def run_cell(cell: Cell, settings: StudySettings, out: Path, metrics: tuple) -> 
     folder.mkdir(parents=True, exist_ok=True)
     clock = folder / "train_seconds.json"  # wall clock summed over interrupted sessions
     seconds = json.loads(clock.read_text()) if clock.exists() else 0.0
-    dist = init_distributed("cpu")
     t0 = time.perf_counter()
     trainer = train_autoencoder(cfg, folder / "run", dist)
     clock.write_text(json.dumps(seconds + time.perf_counter() - t0))
@@ -178,19 +179,17 @@ def run_cell(cell: Cell, settings: StudySettings, out: Path, metrics: tuple) -> 
         "train_images": settings.steps * settings.batch_size,
         "eval": evaluation,
     }
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(done)
+    write_json(done, result)
     return result
 
 
 def run_study(cells: list[Cell], settings: StudySettings, out: Path, metrics: tuple = ()) -> Path:
     """Run ``cells`` in order (finished ones are read back), rewriting the report after each.
     ``metrics``: (features, perceptual) for the protocol; default Inception and ST-LPIPS-VGG."""
-    out.mkdir(parents=True, exist_ok=True)
-    metrics = metrics or (InceptionFeatures(), build_perceptual("st-lpips-vgg"))
+    dist = start_application(out)
+    metrics = metrics or protocol_networks()
     for k, cell in enumerate(cells):
         print(f"\n== study cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
-        run_cell(cell, settings, out, metrics)
+        run_cell(cell, settings, out, metrics, dist)
         write_report(out, settings)
     return write_report(out, settings)

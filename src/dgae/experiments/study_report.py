@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dgae.plotting import panels
+
 METRICS = (("psnr", "PSNR ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.4f}"),
            ("perceptual", "ST-LPIPS-vgg ↓", "{:.4f}"), ("rfid", "rFID ↓", "{:.1f}"),
            ("kid", "KID×1000 ↓", "{:.1f}"))  # fmt: skip
@@ -80,11 +82,6 @@ def ablation(results: list[dict], reference: str = "dgae-head") -> str:
 def plot(results: list[dict], path: Path) -> None:
     """Quality vs latent elements per image: one line per (arm, f, NFE), preset widths only
     (f8c4 and f16c16 have the same latent size, so each factor is its own line)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     lines: dict[str, list[tuple[int, dict]]] = {}
     for r in results:
         if r["cell"]["width"]:
@@ -95,22 +92,17 @@ def plot(results: list[dict], path: Path) -> None:
                 f" @{e['nfe']} NFE" if len(evals) > 1 else ""
             )  # one line per model and compression factor
             lines.setdefault(label, []).append((r["latent_elements"], e))
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    for ax, (key, title, _) in zip(axes, (METRICS[0], METRICS[2], METRICS[3], METRICS[4]),
-                                   strict=True):  # fmt: skip
-        for k, (label, pts) in enumerate(sorted(lines.items())):
-            pts = sorted((p for p in pts if p[1][key] is not None), key=lambda p: p[0])
-            ax.plot([p[0] for p in pts], [p[1][key] * (1000 if key == "kid" else 1) for p in pts],
-                    marker="o", color=f"C{k % 10}", ls="-" if "baseline" in label else "--",
-                    label=label)  # fmt: skip
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("latent elements per image")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    shown = (METRICS[0], METRICS[2], METRICS[3], METRICS[4])
+    titles = [title for _, title, _ in shown]
+    with panels(path, titles, "latent elements per image", (4.25, 3.8), legend_size=7) as axes:
+        for ax, (key, _, _) in zip(axes, shown, strict=True):
+            for k, (label, pts) in enumerate(sorted(lines.items())):
+                pts = sorted((p for p in pts if p[1][key] is not None), key=lambda p: p[0])
+                ax.plot([p[0] for p in pts],
+                        [p[1][key] * (1000 if key == "kid" else 1) for p in pts], marker="o",
+                        color=f"C{k % 10}", ls="-" if "baseline" in label else "--",
+                        label=label)  # fmt: skip
+            ax.set_xscale("log", base=2)
 
 
 def write_report(out: Path, settings: Any) -> Path:

@@ -24,10 +24,9 @@ from dgae.bottleneck import LatentStats, RunningMoments
 from dgae.data.datasets import collate
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range
+from dgae.folders import atomic_path, check_header, header, write_json
 from dgae.random import item_generators
 from dgae.training.distributed import DistInfo, barrier
-
-FORMAT = "dgae-latent-cache"
 
 
 def fingerprint(model_dir: str | Path) -> str:
@@ -72,8 +71,7 @@ def cache_latents(
     n = len(data) if num_items <= 0 else min(num_items, len(data))
     c, f = model.config.latent_channels, model.downsample_factor
     meta = {
-        "format": FORMAT,
-        "version": 1,
+        **header("dgae-latent-cache"),
         "autoencoder": {
             "path": str(Path(model_dir).resolve()),
             "fingerprint": fingerprint(model_dir),
@@ -95,7 +93,7 @@ def cache_latents(
         if (out / "meta.json").exists():
             _check_meta(out, meta)
         else:
-            (out / "meta.json").write_text(json.dumps(meta, indent=2))
+            write_json(out / "meta.json", meta)
     barrier(dist)
     mine = [i for i in range(meta["num_shards"]) if i % dist.world == dist.rank]
     todo = [i for i in mine if not _shard_path(out, i).exists()]
@@ -117,9 +115,8 @@ def cache_latents(
             parts["labels"].append(batch.labels)
             bar.update(len(batch.keys))
         tensors = {k: torch.cat(v).contiguous() for k, v in parts.items() if v}
-        tmp = _shard_path(out, shard).with_suffix(".tmp")
-        save_file(tensors, str(tmp))
-        tmp.replace(_shard_path(out, shard))
+        with atomic_path(_shard_path(out, shard)) as tmp:
+            save_file(tensors, str(tmp))
     bar.close()
     barrier(dist)
     if dist.is_main:
@@ -132,9 +129,7 @@ def cache_latents(
         stats = LatentStats(c)
         stats.set_from(*moments.result())
         meta.update(stats=stats.to_dict(), complete=True)
-        tmp = out / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(out / "meta.json")
+        write_json(out / "meta.json", meta)
     barrier(dist)
     return json.loads((out / "meta.json").read_text())
 
@@ -154,8 +149,7 @@ class LatentDataset(Dataset):
                 f"{meta_path} is missing; write a cache with dgae cache-latents"
             )
         self.meta = json.loads(meta_path.read_text())
-        if self.meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path} is not a dgae latent cache")
+        check_header(self.meta, "dgae-latent-cache", meta_path)
         if not self.meta.get("complete") or "stats" not in self.meta:
             raise ValueError(f"{cache_dir}: the cache is incomplete or has no statistics; rerun "
                              "dgae cache-latents with the same arguments to finish it")  # fmt: skip

@@ -9,6 +9,7 @@ from torch import Tensor
 from dgae.data.loader import build_dataset
 from dgae.evaluation.metrics import feature_stats, frechet_distance, kernel_inception_distance
 from dgae.evaluation.protocol import EvalSettings, feature_cache_path
+from dgae.folders import atomic_path
 
 
 def reference_features(
@@ -25,8 +26,8 @@ def reference_features(
         feats.append(features(torch.stack([data[i][0] for i in range(start, min(start + 64, n))])))
     out = torch.cat(feats).float()
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(out, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(out, tmp)
     return out.double()
 
 

@@ -21,13 +21,12 @@ from dgae.config import LDMExperimentConfig, from_dict, to_dict
 from dgae.data.datasets import Batch
 from dgae.data.transforms import to_uint8
 from dgae.diffusion import as_denoiser, denoising_loss, get_path, sample
+from dgae.folders import atomic_path, check_header, header
 from dgae.generation.cache import LatentDataset, fingerprint
 from dgae.generation.dit import DiT
 from dgae.random import Generator, item_generators, rand, randn
 from dgae.training.loop import TrainTask
 from dgae.training.reporting import save_grid
-
-LDM_FORMAT = "dgae-ldm"
 
 
 class LatentDiffusion(nn.Module):
@@ -50,8 +49,7 @@ class LatentDiffusion(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format": LDM_FORMAT,
-            "version": 1,
+            **header("dgae-ldm"),
             "config": to_dict(self.cfg),
             "latent_shape": self.latent_shape,
             "num_classes": self.num_classes,
@@ -59,10 +57,10 @@ class LatentDiffusion(nn.Module):
             "latent_stats": self.latent_stats.to_dict(),
         }
         state = {k: v.detach().cpu().contiguous() for k, v in self.dit.state_dict().items()}
-        save_file(state, str(directory / "model.safetensors.tmp"))
-        (directory / "config.json.tmp").write_text(json.dumps(meta, indent=2) + "\n")
-        (directory / "model.safetensors.tmp").replace(directory / "model.safetensors")
-        (directory / "config.json.tmp").replace(directory / "config.json")
+        with atomic_path(directory / "config.json") as tmp_c:
+            with atomic_path(directory / "model.safetensors") as tmp_w:  # renamed first
+                save_file(state, str(tmp_w))
+            tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def from_pretrained(
@@ -75,8 +73,7 @@ class LatentDiffusion(nn.Module):
                 f"{directory} is not a DiT folder (config.json + model.safetensors)"
             )
         meta = json.loads(cfg_path.read_text())
-        if meta.get("format") != LDM_FORMAT:
-            raise ValueError(f"{cfg_path} is not a dgae latent-diffusion config")
+        check_header(meta, "dgae-ldm", cfg_path)
         cfg = from_dict(LDMExperimentConfig, meta["config"])
         model = cls(
             cfg,

@@ -7,12 +7,13 @@ it loads with ``torch.load(weights_only=True)`` (no code is unpickled). It is wr
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from dgae.folders import atomic_path
 
 PATTERN = re.compile(r"step_(\d{8})\.pt$")
 
@@ -40,19 +41,14 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep:
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step:08d}.pt"
-    tmp = path.with_suffix(".pt.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
     except (OSError, RuntimeError) as err:  # disk full, quota, I/O error
-        tmp.unlink(missing_ok=True)
         raise OSError(
             f"could not write checkpoint {path} ({err}); no partial file was left and the "
             "previous checkpoint is intact: free disk space and rerun to resume"
         ) from None
-    tmp.replace(path)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         old.unlink()
     return path

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from dgae.plotting import panels
+
 
 class MetricsWriter:
     """Appends one JSON object per logged step to ``metrics.jsonl`` (main process only)."""
@@ -85,27 +87,16 @@ def save_grid(images: Tensor, path: Path, nrow: int, upscale: int = 1) -> None:
 
 def plot_losses(metrics_path: Path, out: Path, keys: list[str] | None = None) -> None:
     """Plot every loss column of ``metrics.jsonl`` against step (log scale) into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = read_metrics(metrics_path)
     if not rows:
         return
     keys = keys or [k for k in rows[-1] if k.startswith("loss")]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in keys:
-        pts = [(r["step"], r[key]) for r in rows if key in r and r[key] > 0]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), label=key)
-    ax.set_xlabel("step")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    with panels(out, ["training losses"], "step", (6.0, 4.0)) as (ax,):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if key in r and r[key] > 0]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=key)
+        ax.set_yscale("log")
 
 
 def to_scalar(value: Tensor | float) -> float:

@@ -15,18 +15,19 @@ from pathlib import Path
 import torch
 
 from dgae.autoencoder import Autoencoder
+from dgae.autoencoder_training import train_autoencoder
 from dgae.config import LDMExperimentConfig, apply_overrides, get_preset
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range, to_uint8
 from dgae.evaluation.inception import InceptionFeatures
+from dgae.experiments.common import start_application
 from dgae.generation.cache import cache_latents, fingerprint
 from dgae.generation.gfid import generation_scores, reference_features
 from dgae.generation.ldm import generate_images
 from dgae.generation.train import train_ldm
+from dgae.plotting import panels
 from dgae.random import item_generators
-from dgae.training.distributed import init_distributed
 from dgae.training.reporting import read_metrics, save_grid
-from dgae.training.run import train_autoencoder
 
 
 def arms(size: str) -> list[tuple[str, str, tuple[str, ...]]]:
@@ -77,7 +78,7 @@ def run_experiment(
     cache_images: int = 0,
 ) -> Path:
     """Run both arms (each stage resumes) and write ``out/report.md``."""
-    dist = init_distributed("cpu")
+    dist = start_application(out)
     features = InceptionFeatures()
     reference = reference_features(data, resolution, features, split="val", num=ref_images)
     for name, preset, overrides in arms(size):
@@ -135,28 +136,15 @@ def run_experiment(
 
 def write_report(out: Path, arms: list, data: str, ae_steps: int, dit_preset: str, dit_steps: int,
                  fid_samples: int, cfg_scale: float, ref_images: int) -> Path:  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     rows = []
-    for name, _, _ in arms:
-        log = read_metrics(out / f"dit-{name}" / "fid.jsonl")
-        floor = json.loads((out / f"ae-{name}" / "recon_fid.json").read_text())
-        for ax, key in zip(axes, ("gfid", "kid"), strict=True):
-            ax.plot([r["step"] for r in log], [r[key] for r in log], marker="o", label=name)
-        rows += [f"| {name} | {r['step']} | {r['gfid']:.2f} | {r['kid'] * 1000:.2f} | "
-                 f"{floor['gfid']:.2f} | {floor['kid'] * 1000:.2f} |" for r in log]  # fmt: skip
-    for ax, title in zip(axes, ("gFID", "KID"), strict=True):
-        ax.set_xlabel("DiT training step")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "fid_vs_steps.png", dpi=100)
-    plt.close(fig)
+    with panels(out / "fid_vs_steps.png", ("gFID", "KID"), "DiT training step", (5.0, 3.6)) as axes:
+        for name, _, _ in arms:
+            log = read_metrics(out / f"dit-{name}" / "fid.jsonl")
+            floor = json.loads((out / f"ae-{name}" / "recon_fid.json").read_text())
+            for ax, key in zip(axes, ("gfid", "kid"), strict=True):
+                ax.plot([r["step"] for r in log], [r[key] for r in log], marker="o", label=name)
+            rows += [f"| {name} | {r['step']} | {r['gfid']:.2f} | {r['kid'] * 1000:.2f} | "
+                     f"{floor['gfid']:.2f} | {floor['kid'] * 1000:.2f} |" for r in log]  # fmt: skip
     text = f"""# Latent DiT convergence on {data}
 
 Autoencoders: {arms[0][0]} ({arms[0][1]}) and {arms[1][0]} ({arms[1][1]}, twice the channels),

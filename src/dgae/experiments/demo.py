@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dgae.autoencoder import Autoencoder
+from dgae.autoencoder_training import train_autoencoder
 from dgae.config import apply_overrides, get_preset
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range, to_uint8
@@ -24,12 +25,11 @@ from dgae.evaluation.inception import InceptionFeatures
 from dgae.evaluation.models import DgaeModel
 from dgae.evaluation.protocol import EvalSettings, evaluate
 from dgae.evaluation.report import markdown_table, plot_quality_vs_nfe, write_eval
+from dgae.experiments.common import protocol_networks, start_application
 from dgae.losses import build_objective
-from dgae.losses.perceptual import build_perceptual
+from dgae.plotting import panels
 from dgae.random import generators_from_seeds
-from dgae.training.distributed import init_distributed
 from dgae.training.reporting import read_metrics, save_grid
-from dgae.training.run import train_autoencoder
 
 
 @dataclass
@@ -80,16 +80,14 @@ def estimate_seconds(steps: int, eval_images: int, nfes: tuple[int, ...]) -> flo
 
 def run_demo(out: Path, steps: int = 300, nfes: tuple[int, ...] = (1, 2, 4), seed: int = 0) -> Path:
     """Train, evaluate and report; returns the path of ``report.md``."""
-    out.mkdir(parents=True, exist_ok=True)
-    dist = init_distributed("cpu")
+    dist = start_application(out)
     val = build_dataset("photos", 32, split="val")
     eta = estimate_seconds(steps, len(val), nfes)
     print(f"dgae demo: 3 models x {steps} steps on 'photos', then evaluation on {len(val)} "
           f"held-out tiles; estimated {eta / 60:.0f} min on this machine.", flush=True)  # fmt: skip
     start = time.perf_counter()
     evals, models = [], {}
-    perceptual = build_perceptual("st-lpips-vgg")
-    inception = InceptionFeatures()
+    inception, perceptual = protocol_networks()
     for m in MODELS:
         run_dir = out / m.name
         print(f"\n== training {m.name} ({m.preset} {' '.join(m.overrides)})", flush=True)
@@ -121,32 +119,16 @@ def _grid(out: Path, models: dict, val, nfe: int) -> None:
 
 
 def _loss_plot(out: Path, names: list[str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in names:
-        rows = read_metrics(out / name / "metrics.jsonl")
-        for ax, key in zip(axes, ("loss", "loss/perceptual"), strict=True):
-            ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
-    for ax, title in zip(
-        axes,
-        (
-            "total training loss",
-            "perceptual term (ST-LPIPS-Alex; DGAE: of x0_hat at the sampled t)",
-        ),
-        strict=True,
-    ):
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=100)
-    plt.close(fig)
+    titles = (
+        "total training loss",
+        "perceptual term (ST-LPIPS-Alex; DGAE: of x0_hat at the sampled t)",
+    )
+    with panels(out / "loss_curves.png", titles, "step", (5.0, 3.6)) as axes:
+        for name in names:
+            rows = read_metrics(out / name / "metrics.jsonl")
+            for ax, key in zip(axes, ("loss", "loss/perceptual"), strict=True):
+                ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
+                ax.set_yscale("log")
 
 
 def _verdict(evals: list[dict]) -> str:
