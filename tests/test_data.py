@@ -212,3 +212,29 @@ def test_exif_orientation_is_honoured(tmp_path):
     img.save(tmp_path / "phone.jpg", exif=exif, quality=95)
     upright = load_image(tmp_path / "phone.jpg")
     assert upright.shape == (20, 10, 3) and upright[:8].mean() > 200 and upright[12:].mean() < 50
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_color_augment_applies_to_folders_and_packs_too(tmp_path, odd_folder, packed):
+    src = odd_folder
+    if packed:
+        write_pack(str(odd_folder), 16, tmp_path / "pack", workers=1)
+        src = tmp_path / "pack"
+    plain = build_dataset(str(src), 16, "train", seed=3, color_augment=False)
+    color = build_dataset(str(src), 16, "train", seed=3, color_augment=True)
+    keys = range(12)
+    changed = [not torch.equal(plain[k][0], color[k][0]) for k in keys]
+    assert 0 < sum(changed) < len(changed)  # about half the items, chosen per key
+    again = build_dataset(str(src), 16, "train", seed=3, color_augment=True)
+    assert all(torch.equal(color[k][0], again[k][0]) for k in keys)  # reproducible per key
+    val = build_dataset(str(src), 16, "val", color_augment=True)
+    val_plain = build_dataset(str(src), 16, "val", color_augment=False)
+    assert all(torch.equal(val[k][0], val_plain[k][0]) for k in range(len(val)))
+
+
+def test_configs_of_earlier_releases_with_removed_keys_still_load():
+    from dgae.config import ExperimentConfig, from_dict, get_preset, to_dict
+
+    data = to_dict(get_preset("dgae-tiny"))
+    data["data"]["random_crop"] = True  # a key runs written before it was removed hold
+    assert from_dict(ExperimentConfig, data).data == get_preset("dgae-tiny").data

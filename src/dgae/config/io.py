@@ -71,6 +71,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``; unknown keys are an error listing the valid ones."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "REMOVED", ())}
     unknown = sorted(set(data) - set(names))
     if unknown:
         prefix = f"{where}." if where else ""

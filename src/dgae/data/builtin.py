@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from dgae.data.datasets import ArrayDataset, Item, item_rng
 from dgae.data.debian_photos import cached_photos
 from dgae.data.images import load_image
-from dgae.data.transforms import color_augment, resize_shorter_side, to_chw_tensor
+from dgae.data.transforms import maybe_color_augment, resize_shorter_side, to_chw_tensor
 
 TRAIN_PHOTOS = (
     "astronaut", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
@@ -110,8 +110,8 @@ class PhotoCrops(Dataset):
         image = resize_shorter_side(photo[top : top + win, left : left + win], r)
         if self.hflip and rng.random() < 0.5:
             image = image[:, ::-1]
-        if self.color and rng.random() < 0.5:
-            image = color_augment(image, rng)
+        if self.color:
+            image = maybe_color_augment(image, rng)
         return to_chw_tensor(image), 0, (), key
 
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from dgae.data.images import UnreadableImage, find_images, load_image
-from dgae.data.transforms import prepare, to_chw_tensor
+from dgae.data.transforms import maybe_color_augment, prepare, to_chw_tensor
 from dgae.folders import check_header
 
 Item = tuple[Tensor, int, tuple[str, ...], int]  # image, label, skipped paths, key
@@ -51,7 +51,8 @@ def item_rng(seed: int, key: int) -> np.random.Generator:
 
 
 class FileDataset(Dataset):
-    """Images from a list of files with labels; resize + (random|centre) crop + optional flip."""
+    """Images from a list of files with labels; resize + (random|centre) crop + optional flip
+    and colour change (training only)."""
 
     def __init__(
         self,
@@ -63,12 +64,13 @@ class FileDataset(Dataset):
         train: bool = True,
         hflip: bool = True,
         seed: int = 0,
+        color: bool = False,
     ) -> None:
         if not paths:
             raise ValueError(f"{source}: no image files found")
         self.paths, self.labels, self.classes = paths, labels, classes
-        self.resolution, self.source, self.train, self.hflip, self.seed = (
-            resolution, source, train, hflip, seed,
+        self.resolution, self.source, self.train, self.hflip, self.seed, self.color = (
+            resolution, source, train, hflip, seed, color,
         )  # fmt: skip
 
     def __len__(self) -> int:
@@ -88,6 +90,8 @@ class FileDataset(Dataset):
                 continue
             rng = item_rng(self.seed, key) if self.train else None
             image = prepare(image, self.resolution, rng, self.hflip)
+            if rng is not None and self.color:
+                image = maybe_color_augment(image, rng)
             return to_chw_tensor(image), self.labels[idx], tuple(skipped), key
         raise ValueError(f"{self.source}: none of its {n} image files could be read")
 
@@ -139,11 +143,13 @@ class ArrayDataset(Dataset):
         train: bool = True,
         hflip: bool = True,
         seed: int = 0,
+        color: bool = False,
     ) -> None:
         if len(images) == 0:
             raise ValueError(f"{source}: holds no images")
         self.images, self.labels, self.classes = images, labels, classes
         self.source, self.train, self.hflip, self.seed = source, train, hflip, seed
+        self.color = color
         self.resolution = images.shape[1]
 
     def __len__(self) -> int:
@@ -152,8 +158,12 @@ class ArrayDataset(Dataset):
     def __getitem__(self, key: int) -> Item:
         idx = key % len(self.images)
         image = np.asarray(self.images[idx])
-        if self.train and self.hflip and item_rng(self.seed, key).random() < 0.5:
-            image = image[:, ::-1]
+        if self.train:
+            rng = item_rng(self.seed, key)
+            if self.hflip and rng.random() < 0.5:
+                image = image[:, ::-1]
+            if self.color:
+                image = maybe_color_augment(np.ascontiguousarray(image), rng)
         return to_chw_tensor(image), int(self.labels[idx]), (), key
 
 

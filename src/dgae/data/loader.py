@@ -25,8 +25,9 @@ def build_dataset(
     augment: bool | None = None,
 ) -> Dataset:
     """Dataset for ``spec`` (see ``SPEC_HELP``). ``split='val'`` selects the held-out split of
-    the built-in data. ``augment`` (default: on for 'train') enables random crops, flips and
-    colour changes; off, files are centre-cropped."""
+    the built-in data. ``augment`` (default: on for 'train') enables random crops, flips (with
+    ``hflip``) and colour changes (with ``color_augment``; every source but the grey
+    fashion-mnist); off, files are centre-cropped."""
     train = split == "train"
     augment = train if augment is None else augment
     if spec == "photos":
@@ -40,7 +41,7 @@ def build_dataset(
             raise ValueError(f"fashion-mnist is 32x32 (padded); got resolution={resolution}")
         return fashion_mnist(split, hflip=hflip, seed=seed, train=augment)
     path = Path(spec)
-    kw = dict(train=augment, hflip=hflip, seed=seed)
+    kw = dict(train=augment, hflip=hflip, seed=seed, color=color_augment)
     if path.is_dir() and (path / "meta.json").exists():
         return packed_dataset(path, resolution, **kw)
     if path.is_dir():

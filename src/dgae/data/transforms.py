@@ -92,6 +92,11 @@ def color_augment(
     return np.clip(out @ m.T.astype(np.float32), 0, 255).round().astype(np.uint8)
 
 
+def maybe_color_augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """:func:`color_augment` with probability 1/2 (``DataConfig.color_augment``'s policy)."""
+    return color_augment(image, rng) if rng.random() < 0.5 else image
+
+
 def to_chw_tensor(image: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 array -> (3, H, W) uint8 tensor (contiguous copy)."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
