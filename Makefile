@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 weights: $(STAMP)
 	$(PY) -m dgae weights
 
-test: weights
+# lint first: a format or lint error fails CI like a failing test
+test: weights lint
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -3,8 +3,6 @@ implement the choices and the CLI's ``choices`` must agree with it."""
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from dgae.cli.main import build_parser
@@ -43,16 +41,10 @@ def test_every_prediction_and_perceptual_name_is_implemented():
         build_perceptual("alexnet")
 
 
-def _subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
-
-
 def test_cli_choices_come_from_the_config_types():
     with_sampler = 0
-    for name, cmd in _subcommands().items():
-        for action in cmd._actions:
+    for name, cmd in build_parser()[1].items():
+        for action in cmd.options.values():
             if "--sampler" in action.option_strings:
                 assert tuple(action.choices) == choices(SamplerName), name
                 with_sampler += 1

@@ -298,11 +298,11 @@ def test_version_and_help_texts(capsys):
 def test_every_option_has_help():
     from dgae.cli.main import build_parser
 
-    parser = build_parser()
-    (sub,) = [a for a in parser._actions if a.dest == "command"]
-    missing = [f"{name} {a.option_strings or a.dest}" for name, cmd in sub.choices.items()
-               for a in cmd._actions if not a.help]  # fmt: skip
+    _, commands = build_parser()
+    missing = [f"{name} {a.option_strings or a.dest}" for name, cmd in commands.items()
+               for a in cmd.options.values() if not a.help]  # fmt: skip
     assert not missing, missing
+    assert len(commands) >= 14 and all("-h" in cmd.options for cmd in commands.values())
 
 
 def _corpus(folder):

@@ -275,3 +275,17 @@ def test_resume_on_other_data_needs_force_and_keeps_the_record(tmp_path, capsys)
     kept = json.loads((tmp_path / "run" / "config.until_step_2.json").read_text())
     assert kept["data"]["spec"] == "photos"
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["spec"] == str(folder)
+
+
+def test_fsdp_units_are_the_blocks_of_the_decoder_and_of_the_dit():
+    from dgae.config import DiTConfig
+    from dgae.generation.dit import DiT, DiTBlock
+    from dgae.nn import AttentionBlock, ResBlock
+    from dgae.training.fsdp import shard_units
+
+    dit = DiT(DiTConfig(depth=3, hidden=32, heads=2), 2, 4, 3)
+    units = shard_units(dit)
+    assert len(units) == 3 and all(isinstance(u, DiTBlock) for u in units)
+    ae = Autoencoder(get_preset("dgae-tiny").model)
+    blocks = [m for m in ae.modules() if isinstance(m, (ResBlock, AttentionBlock))]
+    assert shard_units(ae) == blocks and len(blocks) > 5

@@ -192,8 +192,8 @@ class DiffusionDecoder(nn.Module):
             self.path,
             self.cfg.num_steps if num_steps is None else num_steps,
             sampler or self.cfg.sampler,
-            spacing or self.cfg.spacing,
-            self.cfg.sample_shift if shift is None else shift,
-            self.cfg.t_max,
+            spacing=spacing or self.cfg.spacing,
+            shift=self.cfg.sample_shift if shift is None else shift,
+            t_max=self.cfg.t_max,
         )
         return (x if prior is None else prior + x).clamp(-1.0, 1.0)

@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from dgae.cli.common import pick_device
+from dgae.cli.common import AddCommand, pick_device
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="encode/decode/train throughput of DGAE vs its baseline")
+def register(add_command: AddCommand) -> None:
+    p = add_command("bench", help="encode/decode/train throughput of DGAE vs its baseline")
     p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
     p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=8)
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     cfgs = {kind: get_preset(f"{kind}-{args.size}") for kind in ("dgae", "baseline")}
     res = args.resolution or cfgs["dgae"].data.resolution
     results, peak_gib = bench_pair(cfgs["dgae"], cfgs["baseline"], res, args.batch_size, device,
-                                   steps, args.repeats, args.iters, args.bf16)  # fmt: skip
+                                   steps=steps, repeats=args.repeats, iters=args.iters,
+                                   bf16=args.bf16)  # fmt: skip
     peak = peak_tflops(device, args.peak_tflops)
     card = (
         torch.cuda.get_device_name(device)

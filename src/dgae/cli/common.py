@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -13,6 +14,9 @@ from dgae.autoencoder import Autoencoder
 from dgae.config import SamplerName, choices
 from dgae.data.images import load_image
 from dgae.data.transforms import to_model_range, to_uint8
+
+# what a command module's register() receives: argparse's add_parser of the dgae subcommands
+AddCommand = Callable[..., argparse.ArgumentParser]
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from dgae.cli.common import AddCommand
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare-data", help="pack images into a memory-mapped uint8 dataset")
+
+def register(add_command: AddCommand) -> None:
+    p = add_command("prepare-data", help="pack images into a memory-mapped uint8 dataset")
     p.add_argument("src", metavar="SRC", help="image folder (class sub-folders) or list file")
     p.add_argument("--resolution", type=int, required=True)
     p.add_argument("--out", required=True, help="pack folder (resumes when interrupted)")

@@ -11,6 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from dgae.cli.common import (
+    AddCommand,
     add_device,
     add_overwrite,
     add_sampling,
@@ -29,8 +30,8 @@ from dgae.cli.common import (
 from dgae.random import item_generators
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("encode", help="encode images into a .safetensors file of latents")
+def register(add_command: AddCommand) -> None:
+    p = add_command("encode", help="encode images into a .safetensors file of latents")
     p.add_argument("--model", required=True)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", required=True, help="output .safetensors file")
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device(p)
     add_overwrite(p)
     p.set_defaults(run=run_encode)
-    p = sub.add_parser("decode", help="decode a latent file written by dgae encode")
+    p = add_command("decode", help="decode a latent file written by dgae encode")
     p.add_argument("--model", required=True)
     p.add_argument("latents", metavar="LATENTS.safetensors")
     p.add_argument("--out", required=True, help="output folder")

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dgae.cli.common import AddCommand
 from dgae.config import PerceptualName, SamplerName, choices
 from dgae.data.loader import SPEC_HELP
 
@@ -13,8 +14,8 @@ from dgae.data.loader import SPEC_HELP
 EVAL_PERCEPTUAL = tuple(n for n in choices(PerceptualName) if n != "tiny-random")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+def register(add_command: AddCommand) -> None:
+    p = add_command(
         "eval",
         help="measure PSNR/SSIM/perceptual/rFID/KID of an autoencoder at each decoder NFE",
         description="Works on dgae DGAE and baseline folders and on diffusers AutoencoderKL "

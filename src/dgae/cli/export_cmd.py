@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgae.cli.common import add_device, pick_device
+from dgae.cli.common import AddCommand, add_device, pick_device
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a run's latest EMA weights (with latent statistics)")
+def register(add_command: AddCommand) -> None:
+    p = add_command("export", help="export a run's latest EMA weights (with latent statistics)")
     p.add_argument("--run", dest="run_dir", required=True, help="run folder written by dgae train")
     p.add_argument("--out", default=None, help="output folder (default: RUN/model)")
     add_device(p)

@@ -6,14 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from dgae.cli.common import pick_device
+from dgae.cli.common import AddCommand, pick_device
 from dgae.data.loader import SPEC_HELP
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "cache-latents", help="encode a dataset into sharded latents with statistics"
-    )
+def register(add_command: AddCommand) -> None:
+    p = add_command("cache-latents", help="encode a dataset into sharded latents with statistics")
     p.add_argument("--model", required=True, help="autoencoder folder (DGAE or baseline)")
     p.add_argument("--data", required=True, help=f"images: {SPEC_HELP}")
     p.add_argument("--out", required=True, help="cache folder (resumes when interrupted)")
@@ -31,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_cache)
 
-    p = sub.add_parser("ldm-train", help="train a class-conditional DiT on cached latents")
+    p = add_command("ldm-train", help="train a class-conditional DiT on cached latents")
     p.add_argument("--latents", required=True, help="folder written by dgae cache-latents")
     p.add_argument("--preset", required=True, help="dit-tiny, dit-S, dit-B, dit-L, dit-XL")
     p.add_argument("--out", required=True, help="run folder (resumes when it holds a run)")
@@ -41,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.set_defaults(run=run_train)
 
-    p = sub.add_parser("ldm-sample", help="sample images from a trained DiT (PNG grid + .npz)")
+    p = add_command("ldm-sample", help="sample images from a trained DiT (PNG grid + .npz)")
     p.add_argument("--ldm", required=True, help="DiT folder (RUN/model of dgae ldm-train)")
     p.add_argument("--num", type=int, default=64)
     p.add_argument("--cfg", type=float, default=None, help="guidance scale (default: the config's)")
@@ -59,9 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(run=run_sample)
 
-    p = sub.add_parser(
-        "ldm-experiment", help="DiT convergence on DGAE (c) vs baseline (2c) latents"
-    )
+    p = add_command("ldm-experiment", help="DiT convergence on DGAE (c) vs baseline (2c) latents")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--out", default="runs/ldm-experiment")
     p.add_argument("--ae-train-steps", type=int, default=400, help="autoencoder training steps")
@@ -84,9 +80,10 @@ def run_cache(args: argparse.Namespace) -> int:
     from dgae.training.distributed import distributed_session
 
     with distributed_session(args.device) as dist:
-        meta = cache_latents(args.model, args.data, args.resolution or default_resolution(Path(args.model)),
-                             args.out, dist, args.sample, args.flip, args.seed, args.shard_size,
-                             args.batch_size, args.num_images)  # fmt: skip
+        resolution = args.resolution or default_resolution(Path(args.model))
+        meta = cache_latents(args.model, args.data, resolution, args.out, dist, sample=args.sample,
+                             flip=args.flip, seed=args.seed, shard_size=args.shard_size,
+                             batch_size=args.batch_size, num_items=args.num_images)  # fmt: skip
     if dist.is_main:
         print(
             f"{meta['num_items']} latents {meta['latent_shape']} in {meta['num_shards']} shards -> {args.out}"
@@ -130,8 +127,8 @@ def run_sample(args: argparse.Namespace) -> int:
         labels = torch.tensor([given[i % len(given)] for i in range(args.num)])
     steps = args.sampling_steps or ldm.cfg.diffusion.num_steps
     scale = ldm.cfg.cfg_scale if args.cfg is None else args.cfg
-    images = generate_images(ldm, ae, args.num, steps, scale, args.seed, labels, args.steps,
-                             progress=True)  # fmt: skip
+    images = generate_images(ldm, ae, args.num, num_steps=steps, cfg_scale=scale, seed=args.seed,
+                             labels=labels, ae_steps=args.steps, progress=True)  # fmt: skip
     used = labels if labels is not None else torch.arange(args.num) % ldm.num_classes
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,10 +149,23 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_experiment(args: argparse.Namespace) -> int:
+    from dgae.experiments.ldm_convergence import ConvergenceSettings
     from dgae.experiments.ldm_convergence import run_experiment as run
 
-    report = run(Path(args.out), args.data, args.resolution, args.ae_train_steps, args.dit_preset, args.dit_train_steps,
-                 args.eval_every, args.fid_samples, args.cfg, args.seed, args.ref_images, args.size,
-                 args.cache_images)  # fmt: skip
+    settings = ConvergenceSettings(
+        data=args.data,
+        resolution=args.resolution,
+        ae_steps=args.ae_train_steps,
+        dit_preset=args.dit_preset,
+        dit_steps=args.dit_train_steps,
+        eval_every=args.eval_every,
+        fid_samples=args.fid_samples,
+        cfg_scale=args.cfg,
+        seed=args.seed,
+        ref_images=args.ref_images,
+        size=args.size,
+        cache_images=args.cache_images,
+    )
+    report = run(Path(args.out), settings)
     print(f"report: {report}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from dgae.cli import (
     bench_cmd,
@@ -57,14 +58,24 @@ COMMON_HELP = {
 }
 
 
-def _fill_help(parser: argparse.ArgumentParser) -> None:
-    for action in parser._actions:
-        key = action.option_strings[0] if action.option_strings else action.dest
-        if action.help is None:
-            action.help = COMMON_HELP.get(key)
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: options without help get the shared text of ``COMMON_HELP``, and
+    the options are recorded (``options``) so errors and tests can name them."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.options: dict[str, argparse.Action] = {}  # before super() adds -h
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("help") is None and names:
+            kwargs["help"] = COMMON_HELP.get(names[0])
+        action = super().add_argument(*names, **kwargs)
+        self.options[names[0]] = action
+        return action
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, CommandParser]]:
+    """The ``dgae`` parser and its subcommands by name."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -73,21 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
         release = "unknown"
     parser = argparse.ArgumentParser(prog="dgae", description=__doc__)
     parser.add_argument("--version", action="version", version=f"dgae {release}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
     for module in COMMANDS:
-        module.register(sub)
-    for command in sub.choices.values():
-        _fill_help(command)
-    return parser
+        module.register(sub.add_parser)
+    return parser, dict(sub.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, commands = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the command's own valid flags, not just the top-level usage
-        sub = next(a for a in parser._subparsers._group_actions if a.dest == "command")
-        cmd = sub.choices[args.command]
-        flags = sorted(o for a in cmd._actions for o in a.option_strings if o.startswith("--"))
+        cmd = commands[args.command]
+        flags = sorted(o for a in cmd.options.values() for o in a.option_strings if o[:2] == "--")
         cmd.error(f"unrecognized arguments: {' '.join(unknown)}; valid options: {', '.join(flags)}")
     try:
         return int(args.run(args) or 0)

@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from dgae.cli.common import (
+    AddCommand,
     add_device,
     add_overwrite,
     add_sampling,
@@ -24,8 +25,8 @@ from dgae.cli.common import (
 from dgae.random import item_generators
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reconstruct", help="reconstruct images with a trained model")
+def register(add_command: AddCommand) -> None:
+    p = add_command("reconstruct", help="reconstruct images with a trained model")
     p.add_argument("--model", required=True, help="model folder (config.json + model.safetensors)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", required=True, help="output folder")

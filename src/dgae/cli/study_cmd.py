@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dgae.cli.common import AddCommand
+
 
 def _ints(text: str) -> list[int]:
     try:
@@ -13,10 +15,10 @@ def _ints(text: str) -> list[int]:
         raise ValueError(f"{text!r}: expected comma-separated integers like 4,8,16") from None
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(add_command: AddCommand) -> None:
     from dgae.experiments.study import ARMS
 
-    p = sub.add_parser(
+    p = add_command(
         "study",
         help="compression study: DGAE vs baseline over f, c and decoder width (resumable)",
         description="Trains and evaluates one autoencoder per cell at equal steps x batch; "

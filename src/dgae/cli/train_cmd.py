@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from dgae.cli.common import AddCommand
 from dgae.config import ConfigError, apply_overrides, get_preset, to_dict, valid_keys
 from dgae.data.loader import SPEC_HELP
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+def register(add_command: AddCommand) -> None:
+    p = add_command(
         "train",
         help="train an autoencoder (DGAE or baseline); resumes from --out when it holds a run",
         description="Train from a preset; override any config key with key=value "

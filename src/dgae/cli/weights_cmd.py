@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from dgae.cli.common import AddCommand
 from dgae.weights import WEIGHTS, dgae_home, fetch_weights
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+def register(add_command: AddCommand) -> None:
+    p = add_command(
         "weights", help="fetch and sha256-check the offline weights and training photographs"
     )
     p.add_argument(

@@ -121,6 +121,7 @@ def sample(
     path: NoisePath,
     num_steps: int,
     sampler: str = "euler",
+    *,
     spacing: str = "linear",
     shift: float = 1.0,
     t_max: float = 1.0,

@@ -115,6 +115,7 @@ def bench_pair(
     resolution: int,
     batch: int,
     device: torch.device,
+    *,
     steps: tuple[int, ...],
     repeats: int,
     iters: int,

@@ -10,6 +10,7 @@ many held-out images, against the same reference: the floor its decoder sets und
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -62,26 +63,32 @@ def reconstruction_floor(ae_dir: Path, data: str, resolution: int, num: int, ref
     return row
 
 
-def run_experiment(
-    out: Path,
-    data: str = "fashion-mnist",
-    resolution: int = 32,
-    ae_steps: int = 400,
-    dit_preset: str = "dit-tiny",
-    dit_steps: int = 2000,
-    eval_every: int = 500,
-    fid_samples: int = 500,
-    cfg_scale: float = 1.5,
-    seed: int = 0,
-    ref_images: int = 2000,
-    size: str = "small",
-    cache_images: int = 0,
-) -> Path:
+@dataclass(frozen=True)
+class ConvergenceSettings:
+    """What the experiment trains and measures (the CLI's flags; defaults = the README run)."""
+
+    data: str = "fashion-mnist"
+    resolution: int = 32
+    ae_steps: int = 400
+    dit_preset: str = "dit-tiny"
+    dit_steps: int = 2000
+    eval_every: int = 500
+    fid_samples: int = 500
+    cfg_scale: float = 1.5
+    seed: int = 0
+    ref_images: int = 2000
+    size: str = "small"
+    cache_images: int = 0
+
+
+def run_experiment(out: Path, settings: ConvergenceSettings = ConvergenceSettings()) -> Path:
     """Run both arms (each stage resumes) and write ``out/report.md``."""
+    s = settings
+    data, resolution, seed, fid_samples = s.data, s.resolution, s.seed, s.fid_samples
     dist = start_application(out)
     features = InceptionFeatures()
-    reference = reference_features(data, resolution, features, split="val", num=ref_images)
-    for name, preset, overrides in arms(size):
+    reference = reference_features(data, resolution, features, split="val", num=s.ref_images)
+    for name, preset, overrides in arms(s.size):
         ae_dir, cache_dir, ldm_dir = (
             out / f"ae-{name}",
             out / f"latents-{name}",
@@ -89,7 +96,7 @@ def run_experiment(
         )
         print(f"\n== {name}: autoencoder ({preset} {' '.join(overrides)})", flush=True)
         ae_cfg = apply_overrides(get_preset(preset), [*overrides, f"data.spec={data}",
-                                 f"data.resolution={resolution}", f"train.total_steps={ae_steps}",
+                                 f"data.resolution={resolution}", f"train.total_steps={s.ae_steps}",
                                  f"train.seed={seed}", "data.color_augment=false"])  # fmt: skip
         train_autoencoder(ae_cfg, ae_dir, dist)
         floor = reconstruction_floor(
@@ -98,12 +105,12 @@ def run_experiment(
         print(f"== {name}: reconstruction rFID {floor['gfid']:.2f} (the decoder's floor)")
         print(f"== {name}: caching latents", flush=True)
         cache_latents(ae_dir / "model", data, resolution, cache_dir, dist, seed=seed,
-                      num_items=cache_images)  # fmt: skip
-        print(f"== {name}: DiT ({dit_preset}), gFID every {eval_every} steps", flush=True)
-        ldm_cfg = apply_overrides(get_preset(dit_preset, LDMExperimentConfig),
-                                  [f"train.total_steps={dit_steps}", f"train.sample_every={eval_every}",
-                                   f"train.checkpoint_every={eval_every}", f"train.seed={seed}",
-                                   f"cfg_scale={cfg_scale}"])  # fmt: skip
+                      num_items=s.cache_images)  # fmt: skip
+        print(f"== {name}: DiT ({s.dit_preset}), gFID every {s.eval_every} steps", flush=True)
+        ldm_cfg = apply_overrides(get_preset(s.dit_preset, LDMExperimentConfig),
+                                  [f"train.total_steps={s.dit_steps}", f"train.sample_every={s.eval_every}",
+                                   f"train.checkpoint_every={s.eval_every}", f"train.seed={seed}",
+                                   f"cfg_scale={s.cfg_scale}"])  # fmt: skip
         fid_log = ldm_dir / "fid.jsonl"
 
         def measure(ema, step, fid_log=fid_log, ae_dir=ae_dir, cfg=ldm_cfg) -> None:
@@ -111,9 +118,8 @@ def run_experiment(
             if step in done:
                 return
             ae = ema.load_autoencoder(ae_dir / "model")
-            images = generate_images(
-                ema, ae, fid_samples, cfg.diffusion.num_steps, cfg.cfg_scale, seed
-            )
+            images = generate_images(ema, ae, fid_samples, num_steps=cfg.diffusion.num_steps,
+                                     cfg_scale=cfg.cfg_scale, seed=seed)  # fmt: skip
             row = {"step": step, **generation_scores(images, reference, features, seed)}
             with open(fid_log, "a") as fh:
                 fh.write(json.dumps(row) + "\n")
@@ -125,34 +131,33 @@ def run_experiment(
         ldm_dir.mkdir(parents=True, exist_ok=True)
         trainer = train_ldm(ldm_cfg, cache_dir, ldm_dir, dist, extra_eval=measure)
         ema = trainer.ema.model
-        images = generate_images(
-            ema, ema.load_autoencoder(), 64, ldm_cfg.diffusion.num_steps, cfg_scale, seed
-        )
+        images = generate_images(ema, ema.load_autoencoder(), 64, seed=seed,
+                                 num_steps=ldm_cfg.diffusion.num_steps, cfg_scale=s.cfg_scale)  # fmt: skip
         save_grid(images, out / f"samples-{name}.png", 8, upscale=2)
-    return write_report(
-        out, arms(size), data, ae_steps, dit_preset, dit_steps, fid_samples, cfg_scale, ref_images
-    )
+    return write_report(out, settings)
 
 
-def write_report(out: Path, arms: list, data: str, ae_steps: int, dit_preset: str, dit_steps: int,
-                 fid_samples: int, cfg_scale: float, ref_images: int) -> Path:  # fmt: skip
+def write_report(out: Path, settings: ConvergenceSettings) -> Path:
+    """``out/report.md`` and ``out/fid_vs_steps.png`` from the arms' logs."""
+    s, arms_ = settings, arms(settings.size)
     rows = []
     with panels(out / "fid_vs_steps.png", ("gFID", "KID"), "DiT training step", (5.0, 3.6)) as axes:
-        for name, _, _ in arms:
+        for name, _, _ in arms_:
             log = read_metrics(out / f"dit-{name}" / "fid.jsonl")
             floor = json.loads((out / f"ae-{name}" / "recon_fid.json").read_text())
             for ax, key in zip(axes, ("gfid", "kid"), strict=True):
                 ax.plot([r["step"] for r in log], [r[key] for r in log], marker="o", label=name)
             rows += [f"| {name} | {r['step']} | {r['gfid']:.2f} | {r['kid'] * 1000:.2f} | "
                      f"{floor['gfid']:.2f} | {floor['kid'] * 1000:.2f} |" for r in log]  # fmt: skip
-    text = f"""# Latent DiT convergence on {data}
+    (a, a_preset, _), (b, b_preset, _) = arms_
+    text = f"""# Latent DiT convergence on {s.data}
 
-Autoencoders: {arms[0][0]} ({arms[0][1]}) and {arms[1][0]} ({arms[1][1]}, twice the channels),
-{ae_steps} steps each. DiT: `{dit_preset}`, {dit_steps} steps on each cache, equal budget.
-gFID/KID: {fid_samples} samples (classes round-robin, guidance {cfg_scale}) against the Inception
-features of the first {ref_images} held-out images; so few samples make gFID biased upward:
+Autoencoders: {a} ({a_preset}) and {b} ({b_preset}, twice the channels),
+{s.ae_steps} steps each. DiT: `{s.dit_preset}`, {s.dit_steps} steps on each cache, equal budget.
+gFID/KID: {s.fid_samples} samples (classes round-robin, guidance {s.cfg_scale}) against the
+Inception features of the first {s.ref_images} held-out images; so few samples make gFID biased upward:
 compare the two curves, not absolute values with other papers. "recon" columns: the same scores
-for the autoencoder's own reconstructions of {fid_samples} held-out images (the floor its decoder
+for the autoencoder's own reconstructions of {s.fid_samples} held-out images (the floor its decoder
 sets under the gFID).
 
 | latents | step | gFID | KID×1000 | recon rFID | recon KID×1000 |
@@ -161,7 +166,7 @@ sets under the gFID).
 
 ![gFID vs steps](fid_vs_steps.png)
 
-Samples: ![{arms[0][0]}](samples-{arms[0][0]}.png) ![{arms[1][0]}](samples-{arms[1][0]}.png)
+Samples: ![{a}](samples-{a}.png) ![{b}](samples-{b}.png)
 """
     (out / "report.md").write_text(text)
     return out / "report.md"

@@ -56,6 +56,7 @@ def cache_latents(
     resolution: int,
     out: str | Path,
     dist: DistInfo,
+    *,
     sample: bool = False,
     flip: bool = False,
     seed: int = 0,

@@ -94,6 +94,8 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
 class DiTBlock(nn.Module):
     """adaLN-zero block: the modulation is zero at init, so the block starts as the identity."""
 
+    fsdp_unit = True  # a separate FSDP2 shard unit (training/fsdp.py)
+
     def __init__(self, cfg: DiTConfig) -> None:
         super().__init__()
         d = cfg.hidden

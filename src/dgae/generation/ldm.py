@@ -121,8 +121,8 @@ class LatentDiffusion(nn.Module):
 
         dcfg = self.cfg.diffusion
         denoise = as_denoiser(network, dcfg, self.path)
-        return sample(denoise, noise, self.path, num_steps, sampler or dcfg.sampler, dcfg.spacing,
-                      dcfg.sample_shift, dcfg.t_max)  # fmt: skip
+        return sample(denoise, noise, self.path, num_steps, sampler or dcfg.sampler,
+                      spacing=dcfg.spacing, shift=dcfg.sample_shift, t_max=dcfg.t_max)  # fmt: skip
 
 
 class DiTLoss(nn.Module):
@@ -186,6 +186,7 @@ def generate_images(
     ldm: LatentDiffusion,
     autoencoder: Autoencoder,
     num: int,
+    *,
     num_steps: int,
     cfg_scale: float,
     seed: int = 0,

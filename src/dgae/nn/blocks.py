@@ -53,6 +53,8 @@ class ResBlock(nn.Module):
     again by GroupNorm; after it, it reaches the block's output intact.
     """
 
+    fsdp_unit = True  # a separate FSDP2 shard unit (training/fsdp.py)
+
     def __init__(
         self,
         in_channels: int,
@@ -98,6 +100,8 @@ class ResBlock(nn.Module):
 
 class AttentionBlock(nn.Module):
     """Spatial self-attention over the H*W positions with ``F.scaled_dot_product_attention``."""
+
+    fsdp_unit = True  # a separate FSDP2 shard unit (training/fsdp.py)
 
     def __init__(self, channels: int, head_channels: int = 64, zero_init: bool = False) -> None:
         super().__init__()

@@ -1,6 +1,7 @@
 """FSDP2 (``fully_shard``) for decoders that do not fit one GPU: sharding and full state dicts.
 
-Every residual/attention block becomes its own FSDP unit, then the root. Checkpoints hold full
+Every block that declares ``fsdp_unit = True`` (the U-Net's residual and attention blocks, the
+DiT's transformer blocks) becomes its own FSDP unit, then the root. Checkpoints hold full
 (unsharded) state gathered to CPU, so a run can resume with or without FSDP and any world size.
 """
 
@@ -17,23 +18,23 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.fsdp import fully_shard
 
-from dgae.nn import AttentionBlock, ResBlock
-
-UNIT_TYPES: tuple[type[nn.Module], ...] = (ResBlock, AttentionBlock)
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-def register_unit_type(cls: type[nn.Module]) -> None:
-    """Shard modules of ``cls`` as separate units too (e.g. transformer blocks)."""
-    global UNIT_TYPES
-    UNIT_TYPES = (*UNIT_TYPES, cls)
+def shard_units(module: nn.Module) -> list[nn.Module]:
+    """The sub-modules of ``module`` that become FSDP units: trainable blocks whose class sets
+    ``fsdp_unit = True``."""
+    return [
+        sub
+        for sub in list(module.modules())[1:]
+        if getattr(sub, "fsdp_unit", False) and any(p.requires_grad for p in sub.parameters())
+    ]
 
 
 def shard(module: nn.Module) -> nn.Module:
-    """Apply ``fully_shard`` to each block of ``module`` and to ``module`` itself (in place)."""
-    for sub in list(module.modules())[1:]:
-        if isinstance(sub, UNIT_TYPES) and any(p.requires_grad for p in sub.parameters()):
-            fully_shard(sub)
+    """Apply ``fully_shard`` to each of :func:`shard_units` and to ``module`` itself (in place)."""
+    for sub in shard_units(module):
+        fully_shard(sub)
     fully_shard(module)
     return module
 
