@@ -148,7 +148,7 @@ def test_bad_inputs_name_both_sides(ae_dir, tmp_path):
         ldm.load_autoencoder(other)
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "meta.json").write_text(
-        json.dumps({"format": "dgae-latent-cache", "complete": True})
+        json.dumps({"format": "dgae-latent-cache", "version": 1, "complete": True})
     )
     with pytest.raises(ValueError, match="no statistics"):
         LatentDataset(tmp_path / "c")

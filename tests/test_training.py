@@ -249,8 +249,8 @@ def test_disk_full_while_checkpointing_is_clear_and_leaves_no_tmp(tmp_path, monk
 
     import dgae.training.checkpoint as ckpt
 
-    def full(state, fh):
-        fh.write(b"partial")
+    def full(state, f):
+        Path(f).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt.torch, "save", full)
