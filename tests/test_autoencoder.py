@@ -165,3 +165,40 @@ def test_every_decoder_kind_meets_the_decoder_contract(kind):
     for bad in (0, 1.5, True):  # validated once, for both decoders
         with pytest.raises(ValueError, match=f"decode: num_steps={bad!r}; expected an integer"):
             model.decode(z, num_steps=bad)
+
+
+def test_sliced_decoding_equals_one_pass(model):
+    z = torch.randn(5, 2, 4, 4, generator=torch.Generator().manual_seed(1))
+    gens = lambda: generators_from_seeds(range(5))  # noqa: E731
+    with torch.no_grad():
+        whole = model.decode(z, num_steps=2, generator=gens())
+        assert torch.allclose(model.decode(z, num_steps=2, generator=gens(), max_batch=2), whole,
+                              atol=1e-5)  # fmt: skip
+        one = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+        whole = model.decode(z, num_steps=2, generator=one())
+        assert torch.allclose(model.decode(z, num_steps=2, generator=one(), max_batch=3), whole,
+                              atol=1e-5)  # fmt: skip
+        x = torch.rand(5, 3, 16, 16) * 2 - 1
+        kw = dict(num_steps=1, sample_posterior=True)
+        assert torch.allclose(model.reconstruct(x, generator=one(), max_batch=2, **kw),
+                              model.reconstruct(x, generator=one(), **kw), atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="decode: max_batch=0; expected an integer >= 1"):
+        model.decode(z, max_batch=0)
+
+
+@pytest.mark.parametrize("size", ["tiny", "small", "S", "B"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_decode_is_finite_and_close_on_the_ladder(size, dtype):
+    cfg = get_preset(f"dgae-{size}").model
+    torch.manual_seed(0)
+    model = build_autoencoder(cfg).eval()
+    with torch.no_grad():  # random weights everywhere (zero-initialised layers included)
+        for p in model.decoder.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    z = 3 * torch.randn(2, cfg.latent_channels, 2, 2)  # latents a few std out
+    with torch.no_grad():
+        ref = model.decode(z, num_steps=2, generator=generators_from_seeds([0, 1]))
+        with torch.autocast("cpu", dtype=dtype):
+            low = model.decode(z, num_steps=2, generator=generators_from_seeds([0, 1]))
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert (low - ref).abs().mean() < 0.05, (low - ref).abs().mean()

@@ -201,10 +201,14 @@ def test_bench_report_math_and_cli(tmp_path, capsys):
     # ratio 100/200; 1e10 FLOP/img * 100 img/s = 1 TFLOP/s = 10 % of a 10 TFLOP/s peak
     assert "| encode | 100.0 | 200.0 | 0.500 | 1.0 | 10.0% |" in table
     assert "| decode@2 | 50.0 | 400.0 | 0.125 | 2.0 | 20.0% |" in table  # its interleaved baseline
+    base["decode (vs peer)"] = Timing(480.0)
+    table = format_report(dgae, base, peak=10.0, peer={"decode": Timing(240.0)})
+    assert "| diffusers AutoencoderKL decode | 240.0 | 480.0 | 2.000 |" in table
     assert main(["bench", "--size", "tiny", "--steps", "1,2", "--repeats", "1", "--iters", "1",
                  "--out", str(tmp_path)]) == 0  # fmt: skip
     record = json.loads((tmp_path / "bench.json").read_text())
     assert set(record["results"]["dgae"]) == {"encode", "decode@1", "decode@2", "train_step"}
+    assert record["results"]["peer"]["decode"]["images_per_s"] > 0  # diffusers' decoder ran
     assert "DGAE / baseline" in capsys.readouterr().out
 
 
@@ -236,3 +240,26 @@ def test_reference_feature_cache_is_keyed_by_content(tmp_path, monkeypatch):
     assert feature_cache_path(tiles, settings, 8, "net") != feature_cache_path(
         tiles, settings, 9, "net"
     )
+
+
+def test_decoder_profile_covers_the_whole_decode():
+    import importlib.util
+    from pathlib import Path
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dgae import build_autoencoder, get_preset
+
+    path = Path(__file__).parents[1] / "benchmarks" / "profile_decoder.py"
+    spec = importlib.util.spec_from_file_location("profile_decoder", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    table = mod.profile("tiny", 16, 2, 1, "cpu")
+    assert "| head | 16x16 |" in table and "| mid | 8x8 |" in table
+    total = float(table.splitlines()[-1].split("|")[3])  # GFLOP/img of the stages together
+    torch.manual_seed(0)
+    model = build_autoencoder(get_preset("dgae-tiny").model).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.decode(torch.zeros(1, 2, 4, 4), num_steps=1)
+    # the stages hold every FLOP of a decode but the time embedding's few
+    assert abs(total - counter.get_total_flops() / 1e9) <= 0.02 * total + 1e-3

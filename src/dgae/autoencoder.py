@@ -45,6 +45,23 @@ class Decoder(Protocol):
         ...
 
 
+def _slices(n: int, max_batch: int | None, where: str) -> list[slice]:
+    """Consecutive slices of at most ``max_batch`` items covering ``n`` (one when None)."""
+    if max_batch is None:
+        return [slice(0, n)]
+    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
+        raise ValueError(f"{where}: max_batch={max_batch!r}; expected an integer >= 1")
+    return [slice(i, i + max_batch) for i in range(0, n, max_batch)]
+
+
+def _sliced(generator: Generator, part: slice) -> Generator:
+    """The generators of the items in ``part``: per-image lists are sliced, one generator (or
+    None) is shared, so its stream is drawn in order across the slices."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return generator[part]
+
+
 def build_decoder(cfg: AutoencoderConfig) -> Decoder:
     """The decoder ``cfg.kind`` names (one of ``config.DecoderKind``)."""
     c, f = cfg.latent_channels, cfg.downsample_factor
@@ -93,17 +110,27 @@ class Autoencoder(nn.Module):
         z: Tensor,
         num_steps: int | None = None,
         generator: Generator = None,
+        max_batch: int | None = None,
         **sampling: object,
     ) -> Tensor:
         """Latent (B, c, h, w) -> images (B, 3, h*f, w*f) in [-1, 1].
 
         For DGAE ``num_steps`` is the NFE (>= 1; default from the config) and ``sampling`` may
         set ``sampler``, ``spacing`` and ``shift``. The baseline ignores them (one pass).
+        ``max_batch`` decodes at most that many latents at a time (memory bounded by it, not by
+        B); the result is the same as one pass with per-image generators, and with one CPU
+        generator too (its stream is drawn in order).
         """
         self.check_latents(z)
         if num_steps is not None:  # checked here for both decoders (the baseline ignores it)
             check_num_steps(num_steps, "decode: num_steps")
-        return self.decoder.decode(z, num_steps=num_steps, generator=generator, **sampling)
+        parts = [
+            self.decoder.decode(
+                z[part], num_steps=num_steps, generator=_sliced(generator, part), **sampling
+            )  # fmt: skip
+            for part in _slices(len(z), max_batch, "decode")
+        ]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def reconstruct(
         self,
@@ -111,12 +138,19 @@ class Autoencoder(nn.Module):
         num_steps: int | None = None,
         generator: Generator = None,
         sample_posterior: bool = False,
+        max_batch: int | None = None,
         **sampling: object,
     ) -> Tensor:
-        """encode -> (posterior mean, or a sample) -> decode: (B, 3, H, W) -> (B, 3, H, W)."""
-        posterior = self.encode(x)
-        z = posterior.sample(generator) if sample_posterior else posterior.mode()
-        return self.decode(z, num_steps=num_steps, generator=generator, **sampling)
+        """encode -> (posterior mean, or a sample) -> decode: (B, 3, H, W) -> (B, 3, H, W);
+        ``max_batch`` bounds the images encoded and decoded at a time."""
+        z = torch.cat([
+            self.encode(x[part]).sample(_sliced(generator, part))
+            if sample_posterior
+            else self.encode(x[part]).mode()
+            for part in _slices(len(x), max_batch, "reconstruct")
+        ])  # fmt: skip
+        return self.decode(z, num_steps=num_steps, generator=generator, max_batch=max_batch,
+                           **sampling)  # fmt: skip
 
     def normalize_latents(self, z: Tensor) -> Tensor:
         """(z - mean) / std per channel, with the statistics stored in this model."""

@@ -8,6 +8,7 @@ with ``torch.utils.flop_counter``; peak from ``--peak-tflops`` or the card's bf1
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dgae.autoencoder import Autoencoder
 from dgae.config import ExperimentConfig
+from dgae.encoder import level_channels
 from dgae.losses import build_objective
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0}
@@ -109,6 +111,37 @@ def workloads(
     return out
 
 
+def peer_decoder(
+    cfg: ExperimentConfig, resolution: int, batch: int, device: torch.device, bf16: bool
+) -> Callable[[], None]:
+    """A decode with diffusers' ``AutoencoderKL`` built with the baseline decoder's widths, depth
+    and latent size (random weights: for speed only), the decoder people use today."""
+    from diffusers import AutoencoderKL
+
+    m, b = cfg.model, cfg.model.baseline_decoder
+    levels = int(math.log2(m.downsample_factor)) + 1
+    chans = level_channels(b.base_channels, b.channel_mult, levels)
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * levels,
+        up_block_types=("UpDecoderBlock2D",) * levels,
+        block_out_channels=tuple(chans),
+        layers_per_block=b.num_res_blocks,
+        latent_channels=m.latent_channels,
+        norm_num_groups=min(32, math.gcd(*chans)),
+    ).to(device)
+    vae.eval()
+    side = resolution // m.downsample_factor
+    z = torch.randn(batch, m.latent_channels, side, side, device=device)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+
+    def decode() -> None:
+        with torch.no_grad(), autocast:
+            vae.decode(z)
+
+    return decode
+
+
 def bench_pair(
     dgae: ExperimentConfig,
     baseline: ExperimentConfig,
@@ -120,12 +153,20 @@ def bench_pair(
     repeats: int,
     iters: int,
     bf16: bool,
+    peer: bool = True,
 ) -> tuple[dict[str, dict[str, Timing]], float | None]:
-    """Timings of DGAE and the baseline, and the peak GPU memory in GiB (None on CPU). Every DGAE
-    workload is interleaved with its baseline counterpart (the one-pass decode for every NFE)."""
+    """Timings of DGAE, the baseline and (``peer``) diffusers' AutoencoderKL decoder of the same
+    widths, and the peak GPU memory in GiB (None on CPU). Every DGAE workload is interleaved
+    with its baseline counterpart (the one-pass decode for every NFE), the peer's decode with
+    the baseline's."""
     fa = workloads(dgae, resolution, batch, device, steps, bf16)
     fb = workloads(baseline, resolution, batch, device, steps, bf16)
-    res: dict[str, dict[str, Timing]] = {"dgae": {}, "baseline": {}}
+    res: dict[str, dict[str, Timing]] = {"dgae": {}, "baseline": {}, "peer": {}}
+    if peer:
+        fp = peer_decoder(baseline, resolution, batch, device, bf16)
+        rp, rb = measure_interleaved([fp, fb["decode"]], batch, device, repeats, iters)
+        res["peer"]["decode"] = Timing(rp)
+        res["baseline"]["decode (vs peer)"] = Timing(rb)
     for key, fn in fa.items():
         ref_key = "decode" if key.startswith("decode") else key
         ra, rb = measure_interleaved([fn, fb[ref_key]], batch, device, repeats, iters)
@@ -138,8 +179,14 @@ def bench_pair(
     return res, peak
 
 
-def format_report(dgae: dict[str, Timing], baseline: dict[str, Timing], peak: float | None) -> str:
-    """Markdown table: images/s of both models, the ratio, and TFLOP/s / MFU when known."""
+def format_report(
+    dgae: dict[str, Timing],
+    baseline: dict[str, Timing],
+    peak: float | None,
+    peer: dict[str, Timing] | None = None,
+) -> str:
+    """Markdown table: images/s of both models, the ratio, and TFLOP/s / MFU when known; then
+    the peer decoder against the baseline decoder, timed in its own interleaved windows."""
     lines = ["| measurement | DGAE img/s | baseline img/s | DGAE / baseline | DGAE TFLOP/s | DGAE MFU |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for key, t in dgae.items():
@@ -153,4 +200,11 @@ def format_report(dgae: dict[str, Timing], baseline: dict[str, Timing], peak: fl
             f"{f'{tflops:.1f}' if tflops else '–'} | {mfu} |"
             if ref else f"| {key} | {t.images_per_s:.1f} | – | – | – | – |"
         )  # fmt: skip
+    if peer and "decode" in peer:
+        ref = baseline["decode (vs peer)"].images_per_s
+        rate = peer["decode"].images_per_s
+        lines += ["", "| peer (same widths, random weights) | img/s | baseline decoder img/s | "
+                  "baseline / peer |", "|---|---|---|---|",
+                  f"| diffusers AutoencoderKL decode | {rate:.1f} | {ref:.1f} | "
+                  f"{ref / rate:.3f} |"]  # fmt: skip
     return "\n".join(lines) + "\n"
