@@ -11,6 +11,7 @@ from dgae.cli import (
     bench_cmd,
     data_cmd,
     demo_cmd,
+    distill_cmd,
     encode_cmd,
     eval_cmd,
     export_cmd,
@@ -23,6 +24,7 @@ from dgae.cli import (
 
 COMMANDS = [
     train_cmd,
+    distill_cmd,
     reconstruct_cmd,
     encode_cmd,
     export_cmd,
