@@ -157,8 +157,8 @@ def write_report(out: Path, evals, models, val, steps: int, seed: int, minutes: 
     rows = " | ".join(["original", *models])
     text = f"""# dgae demo report
 
-Built-in `photos` data (scikit-image photographs; validation = {len(val)} non-overlapping 32x32
-tiles of photographs never seen in training). Equal encoder (0.36 M parameters), equal budget:
+Built-in `photos` data (scikit-image and Debian nature photographs; validation = {len(val)} 32x32
+tiles of three other photographs never seen in training). Equal encoder (0.36 M parameters), equal budget:
 {steps} steps x batch 32 each, seed {seed}. Wall time {minutes:.1f} min.
 
 {markdown_table(evals)}
