@@ -5,7 +5,7 @@ import torch
 
 from dgae import Autoencoder, build_autoencoder
 from dgae.autoencoder import Decoder
-from dgae.config import DecoderKind, apply_overrides, choices, get_preset
+from dgae.config import ConfigError, DecoderKind, apply_overrides, choices, get_preset
 from dgae.losses import build_objective
 from dgae.random import generators_from_seeds
 
@@ -202,3 +202,18 @@ def test_low_precision_decode_is_finite_and_close_on_the_ladder(size, dtype):
             low = model.decode(z, num_steps=2, generator=generators_from_seeds([0, 1]))
     assert low.dtype == torch.float32 and torch.isfinite(low).all()
     assert (low - ref).abs().mean() < 0.05, (low - ref).abs().mean()
+
+
+def test_patchified_unet_decodes_every_size_and_refuses_what_cannot_fit():
+    cfg = apply_overrides(get_preset("dgae-tiny").model,
+                          ["decoder.patch_size=2", "decoder.channel_mult=(2,)",
+                           "decoder.attention_levels=(0,)"])  # fmt: skip
+    model = build_autoencoder(cfg).eval()
+    with torch.no_grad():
+        model.decoder.unet.conv_out.weight.normal_(0, 0.1)
+        out = model.decode(torch.randn(2, 2, 3, 5), num_steps=2)
+    assert out.shape == (2, 3, 12, 20) and torch.isfinite(out).all()
+    # a pixel shuffle of the prediction: neighbouring output pixels come from one U-Net site
+    assert model.decoder.unet.conv_out.out_channels == 3 * 4
+    with pytest.raises(ConfigError, match="patch_size=4 with 2 U-Net levels downsamples by 8"):
+        apply_overrides(get_preset("dgae-tiny").model, ["decoder.patch_size=4"]).validate()

@@ -49,7 +49,9 @@ class UNet(nn.Module):
             nn.Linear(base, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
         )
         prior = 3 if cfg.prior_head else 0
-        self.conv_in = nn.Conv2d(3 + latent_channels + prior, base, 3, padding=1)
+        self.patch = cfg.patch_size
+        inputs = (3 + latent_channels + prior) * self.patch**2
+        self.conv_in = nn.Conv2d(inputs, base, 3, padding=1)
 
         def res(cin: int, cout: int) -> ResBlock:
             after = cfg.z_injection == "post_norm"
@@ -81,7 +83,7 @@ class UNet(nn.Module):
                 if level > 0 and i == cfg.num_res_blocks:
                     self.up.append(Upsample(ch))
         self.norm_out = group_norm(ch)
-        self.conv_out = nn.Conv2d(ch, out_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, out_channels * self.patch**2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
         self.inject = bool(cond)
@@ -97,7 +99,8 @@ class UNet(nn.Module):
         emb = self.time_embed(timestep_embedding(t, self.conv_in.out_channels))  # (B, 4*base)
         z = z.to(x_t.dtype)
         inputs = [x_t, resize_map(z, tuple(x_t.shape[-2:]))] + ([] if prior is None else [prior])
-        h = self.conv_in(torch.cat(inputs, dim=1))  # (B, base, H, W)
+        # (B, base, H/p, W/p): p x p patches of the inputs become channels
+        h = self.conv_in(F.pixel_unshuffle(torch.cat(inputs, dim=1), self.patch))
         hs = [h]  # skip connections, (B, C_l, H_l, W_l) each
         for layer in self.down:
             h = layer(h) if isinstance(layer, Downsample) else self._block(layer, h, emb, z)
@@ -110,7 +113,8 @@ class UNet(nn.Module):
                 h = layer(h)
             else:
                 h = self._block(layer, torch.cat([h, hs.pop()], dim=1), emb, z)
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, H, W)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, 3 p^2, H/p, W/p)
+        return F.pixel_shuffle(out, self.patch)  # (B, 3, H, W)
 
 
 class DiffusionDecoder(nn.Module):

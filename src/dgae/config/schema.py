@@ -79,6 +79,11 @@ class UNetConfig:
     its second GroupNorm, which removes the part that is constant over a group and the image:
     global colour) or ``post_norm`` (after the norm and the time modulation).
 
+    ``patch_size``: p > 1 pixel-unshuffles the U-Net's input (x_t, z and the prior, each p x p
+    patch to channels) and pixel-shuffles its output, so its first level runs at 1/p of the
+    image resolution: the full-resolution convolutions, the largest cost of a decode
+    (docs/benchmarks.md), are gone. ``p * 2**(len(channel_mult) - 1)`` must divide f.
+
     ``prior_head``: a one-pass decoder (configured by ``model.baseline_decoder``) predicts an
     image x_bar(z), trained like the baseline; the diffusion then models only the residual
     x - x_bar given z and x_bar, so one decoder evaluation from pure noise starts where a
@@ -94,6 +99,7 @@ class UNetConfig:
     inject_z_every_level: bool = True
     z_injection: ZInjectionName = "pre_norm"
     prior_head: bool = False
+    patch_size: int = 1
 
 
 @dataclass
@@ -178,6 +184,14 @@ class AutoencoderConfig:
         if self.latent_channels < 1:
             raise ConfigError(f"model.latent_channels={self.latent_channels}; expected >= 1")
         check_choices(self.decoder, "model.decoder")
+        reach = self.decoder.patch_size * 2 ** (len(self.decoder.channel_mult) - 1)
+        if self.decoder.patch_size < 1 or self.downsample_factor % reach:
+            raise ConfigError(
+                f"model.decoder.patch_size={self.decoder.patch_size} with "
+                f"{len(self.decoder.channel_mult)} U-Net levels downsamples by {reach}, which "
+                f"must divide model.downsample_factor={self.downsample_factor} (so every "
+                "decodable image fits the U-Net)"
+            )
         levels = len(self.decoder.channel_mult)
         bad = [lvl for lvl in self.decoder.attention_levels if not 0 <= lvl < levels]
         if bad:

@@ -43,6 +43,16 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dgae-head-1mt": ("dgae", (HEAD, "loss.perceptual_time_weight=one_minus_t")),
     "dgae-head-postnorm": ("dgae", (HEAD, "model.decoder.z_injection=post_norm")),
     "dgae-head-nocolour": ("dgae", (HEAD, "data.color_augment=false")),
+    # the U-Net on 2x2 patches: its levels at 1/2, 1/4 (no full-resolution convolutions)
+    "dgae-head-p2": (
+        "dgae",
+        (
+            HEAD,
+            "model.decoder.patch_size=2",
+            "model.decoder.channel_mult=(2,2)",
+            "model.decoder.attention_levels=(1,)",
+        ),
+    ),  # fmt: skip
 }
 
 
