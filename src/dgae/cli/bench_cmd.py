@@ -19,6 +19,9 @@ def register(add_command: AddCommand) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed windows; the median is reported")
     p.add_argument("--iters", type=int, default=3, help="calls per timed window")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every network of both models (slow first call)")  # fmt: skip
     p.add_argument("--no-peer", action="store_true",
                    help="skip the diffusers AutoencoderKL decoder timed beside the baseline's")  # fmt: skip
     p.add_argument("--peak-tflops", type=float, default=None, help="for MFU on unknown GPUs")
@@ -45,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     res = args.resolution or cfgs["dgae"].data.resolution
     results, peak_gib = bench_pair(cfgs["dgae"], cfgs["baseline"], res, args.batch_size, device,
                                    steps=steps, repeats=args.repeats, iters=args.iters,
-                                   bf16=args.bf16, peer=not args.no_peer)  # fmt: skip
+                                   bf16=args.bf16, peer=not args.no_peer,
+                                   channels_last=args.channels_last, compile=args.compile)  # fmt: skip
     peak = peak_tflops(device, args.peak_tflops)
     card = (
         torch.cuda.get_device_name(device)
@@ -54,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     )
     changed = f" (DGAE with {' '.join(args.overrides)})" if args.overrides else ""
     head = (f"dgae bench: {args.size} presets{changed} at {res}px, batch {args.batch_size}, "
-            f"{'bf16' if args.bf16 else 'fp32'}, {card}, median of {args.repeats}\n\n")  # fmt: skip
+            f"{'bf16' if args.bf16 else 'fp32'}"
+            f"{', channels-last' if args.channels_last else ''}"
+            f"{', torch.compile' if args.compile else ''}, {card}, median of {args.repeats}\n\n")  # fmt: skip
     report = head + format_report(results["dgae"], results["baseline"], peak, results["peer"])
     if peak_gib is not None:
         report += f"\nPeak GPU memory of the run: {peak_gib:.1f} GiB\n"

@@ -70,9 +70,33 @@ def peak_tflops(device: torch.device, override: float | None) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
+@dataclass(frozen=True)
+class Engineering:
+    """Inference engineering applied to both models alike: bf16 autocast, channels-last
+    memory format, ``torch.compile`` of every network (encoder, decoder, head, U-Net)."""
+
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+def prepare(model: Autoencoder, x: torch.Tensor, eng: Engineering) -> torch.Tensor:
+    """Apply ``eng`` to ``model`` in place; returns ``x`` in the matching memory format."""
+    if eng.channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    if eng.compile:
+        nets = [model.encoder, model.decoder] if not model.is_diffusion else [model.encoder]
+        if model.is_diffusion:
+            nets += [n for n in (model.decoder.head, model.decoder.unet) if n is not None]
+        for net in nets:  # compiles forward in place; the sampler loop stays in Python
+            net.compile()
+    return x
+
+
 def workloads(
     cfg: ExperimentConfig, resolution: int, batch: int, device: torch.device,
-    steps: tuple[int, ...], bf16: bool,
+    steps: tuple[int, ...], eng: Engineering,
 ) -> dict[str, Callable[[], None]]:  # fmt: skip
     """Named closures for one autoencoder: 'encode', 'decode@NFE' (or 'decode'), 'train_step'."""
     torch.manual_seed(0)
@@ -80,6 +104,8 @@ def workloads(
     objective = build_objective(cfg.loss, cfg.model.kind).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    x = prepare(model, x, eng)
+    bf16 = eng.bf16
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
     with torch.no_grad(), autocast:
         z = model.encode(x).mode()
@@ -112,7 +138,7 @@ def workloads(
 
 
 def peer_decoder(
-    cfg: ExperimentConfig, resolution: int, batch: int, device: torch.device, bf16: bool
+    cfg: ExperimentConfig, resolution: int, batch: int, device: torch.device, eng: Engineering
 ) -> Callable[[], None]:
     """A decode with diffusers' ``AutoencoderKL`` built with the baseline decoder's widths, depth
     and latent size (random weights: for speed only), the decoder people use today."""
@@ -133,7 +159,12 @@ def peer_decoder(
     vae.eval()
     side = resolution // m.downsample_factor
     z = torch.randn(batch, m.latent_channels, side, side, device=device)
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+    if eng.channels_last:
+        vae.to(memory_format=torch.channels_last)
+        z = z.contiguous(memory_format=torch.channels_last)
+    if eng.compile:
+        vae.decoder.compile()
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=eng.bf16)
 
     def decode() -> None:
         with torch.no_grad(), autocast:
@@ -154,16 +185,19 @@ def bench_pair(
     iters: int,
     bf16: bool,
     peer: bool = True,
+    channels_last: bool = False,
+    compile: bool = False,
 ) -> tuple[dict[str, dict[str, Timing]], float | None]:
     """Timings of DGAE, the baseline and (``peer``) diffusers' AutoencoderKL decoder of the same
     widths, and the peak GPU memory in GiB (None on CPU). Every DGAE workload is interleaved
     with its baseline counterpart (the one-pass decode for every NFE), the peer's decode with
     the baseline's."""
-    fa = workloads(dgae, resolution, batch, device, steps, bf16)
-    fb = workloads(baseline, resolution, batch, device, steps, bf16)
+    eng = Engineering(bf16, channels_last, compile)
+    fa = workloads(dgae, resolution, batch, device, steps, eng)
+    fb = workloads(baseline, resolution, batch, device, steps, eng)
     res: dict[str, dict[str, Timing]] = {"dgae": {}, "baseline": {}, "peer": {}}
     if peer:
-        fp = peer_decoder(baseline, resolution, batch, device, bf16)
+        fp = peer_decoder(baseline, resolution, batch, device, eng)
         rp, rb = measure_interleaved([fp, fb["decode"]], batch, device, repeats, iters)
         res["peer"]["decode"] = Timing(rp)
         res["baseline"]["decode (vs peer)"] = Timing(rb)
