@@ -209,10 +209,10 @@ def test_bench_report_math_and_cli(tmp_path, capsys):
     record = json.loads((tmp_path / "bench.json").read_text())
     assert set(record["results"]["dgae"]) == {"encode", "decode@1", "decode@2", "train_step"}
     assert record["results"]["peer"]["decode"]["images_per_s"] > 0  # diffusers' decoder ran
+    assert "DGAE / baseline" in capsys.readouterr().out
     assert main(["bench", "--size", "tiny", "--steps", "1", "--repeats", "1", "--iters", "1",
                  "--channels-last", "--no-peer"]) == 0  # fmt: skip
     assert "channels-last" in capsys.readouterr().out
-    assert "DGAE / baseline" in capsys.readouterr().out
 
 
 def test_reference_feature_cache_is_keyed_by_content(tmp_path, monkeypatch):
