@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from dgae.config import BaselineDecoderConfig
 from dgae.encoder import level_channels
 from dgae.nn import AttentionBlock, ResBlock, Upsample, checkpointed, group_norm
+from dgae.tiling import default_overlap, latent_slices, tiled
 
 
 class OnePassDecoder(nn.Module):
@@ -27,6 +28,7 @@ class OnePassDecoder(nn.Module):
     ) -> None:
         super().__init__()
         levels = int(math.log2(downsample_factor)) + 1
+        self.factor = downsample_factor
         chans = level_channels(cfg.base_channels, cfg.channel_mult, levels)
         ch = chans[-1]
         self.conv_in = nn.Conv2d(latent_channels, ch, 3, padding=1)
@@ -58,7 +60,20 @@ class OnePassDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, H, W)
 
     def decode(
-        self, z: Tensor, num_steps: int | None = None, generator=None, **_: object
+        self,
+        z: Tensor,
+        num_steps: int | None = None,
+        generator=None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        **_: object,
     ) -> Tensor:
-        """Same signature as the diffusion decoder; ``num_steps`` and noise are unused (NFE 1)."""
-        return self(z).clamp(-1.0, 1.0)
+        """Same signature as the diffusion decoder; ``num_steps`` and noise are unused (NFE 1);
+        ``tile`` decodes overlapping tiles blended seam-free (:mod:`dgae.tiling`)."""
+        f = self.factor
+        h, w = z.shape[-2] * f, z.shape[-1] * f
+        if tile is None or tile >= max(h, w):
+            return self(z).clamp(-1.0, 1.0)
+        overlap = default_overlap(tile, f) if overlap is None else overlap
+        out = tiled(lambda r, c: self(z[(..., *latent_slices(r, c, f))]), h, w, tile, overlap, f)
+        return out.clamp(-1.0, 1.0)

@@ -35,6 +35,7 @@ from dgae.nn import (
     timestep_embedding,
 )
 from dgae.random import Generator, randn
+from dgae.tiling import default_overlap, latent_slices, tiled
 
 
 class UNet(nn.Module):
@@ -148,6 +149,27 @@ class DiffusionDecoder(nn.Module):
     def _network(self, z: Tensor, prior: Tensor | None):
         return lambda x_t, t: self.unet(x_t, t, z, prior)
 
+    def _tiled_prior(self, z: Tensor, tile: int, overlap: int) -> Tensor | None:
+        if self.head is None:
+            return None
+        f, (h, w) = self.factor, z.shape[-2:]
+        return tiled(lambda r, c: self.head(z[(..., *latent_slices(r, c, f))]), h * f, w * f,
+                     tile, overlap, f)  # fmt: skip
+
+    def _tiled_network(self, z: Tensor, prior: Tensor | None, tile: int, overlap: int):
+        f = self.factor
+
+        def network(x_t: Tensor, t: Tensor) -> Tensor:
+            def one(rows: slice, cols: slice) -> Tensor:
+                p = None if prior is None else prior[..., rows, cols]
+                return self.unet(
+                    x_t[..., rows, cols], t, z[(..., *latent_slices(rows, cols, f))], p
+                )
+
+            return tiled(one, x_t.shape[-2], x_t.shape[-1], tile, overlap, f)
+
+        return network
+
     def predict(self, x_t: Tensor, t: Tensor, z: Tensor, prior: Tensor | None = None) -> Prediction:
         """Denoise: x_t (B, 3, H, W), t (B,), z (B, c, h, w) -> (x0_hat, eps_hat); with a head,
         x_t and x0_hat are residuals to ``prior`` (default: the head's output)."""
@@ -181,17 +203,27 @@ class DiffusionDecoder(nn.Module):
         sampler: str | None = None,
         spacing: str | None = None,
         shift: float | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
     ) -> Tensor:
         """Latent (B, c, h, w) -> image (B, 3, h*f, w*f) in [-1, 1] with ``num_steps`` NFE.
 
         The starting noise comes from ``generator`` (one generator, a list of one per sample, or
-        None); the integration itself is deterministic.
+        None); the integration itself is deterministic. ``tile`` (pixels, a multiple of f)
+        evaluates the head and every denoiser call on overlapping tiles blended before each
+        update (:mod:`dgae.tiling`; ``overlap`` default tile / 4): memory bounded by the tile.
         """
         b, _, h, w = z.shape
         noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
-        prior = self.prior(z)
+        if tile is not None and tile < max(h, w) * self.factor:
+            overlap = default_overlap(tile, self.factor) if overlap is None else overlap
+            prior = self._tiled_prior(z, tile, overlap)
+            network = self._tiled_network(z, prior, tile, overlap)
+        else:
+            prior = self.prior(z)
+            network = self._network(z, prior)
         x = sample(
-            as_denoiser(self._network(z, prior), self.cfg, self.path),
+            as_denoiser(network, self.cfg, self.path),
             noise,
             self.path,
             self.cfg.num_steps if num_steps is None else num_steps,

@@ -46,6 +46,10 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="decoder NFE (default: the model's)")
     p.add_argument("--sampler", choices=choices(SamplerName), default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (per image)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="decode in overlapping tiles of this many pixels (a multiple of f), "
+                   "blended seam-free at every step: memory bounded by the tile")  # fmt: skip
+    p.add_argument("--overlap", type=int, default=None, help="tile overlap (default: tile / 4)")
 
 
 MAX_DECODER_STEPS = 1000  # far past where quality stops changing; larger is a typo
@@ -59,6 +63,10 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
     kw = {"num_steps": args.steps}
     if args.sampler:
         kw["sampler"] = args.sampler
+    if args.tile is not None:
+        kw.update(tile=args.tile, overlap=args.overlap)
+    elif args.overlap is not None:
+        raise ValueError("--overlap needs --tile")
     return kw
 
 
@@ -80,26 +88,36 @@ def available_bytes(device: torch.device) -> int:
 
 
 def check_fits(
-    model: Autoencoder, height: int, width: int, device: torch.device, what: str
+    model: Autoencoder,
+    height: int,
+    width: int,
+    device: torch.device,
+    what: str,
+    tile: int | None = None,
 ) -> None:
     """Refuse, before any work, an image whose full-resolution activations cannot fit: a
     conservative estimate of float32 maps (the widest full-resolution layer, times the maps a
-    U-Net keeps for its skips) against the free memory of ``device``."""
+    U-Net keeps for its skips; the decoder's on one ``tile`` when tiling) against the free
+    memory of ``device``."""
     cfg = model.config
-    widths = [cfg.encoder.base_channels, cfg.baseline_decoder.base_channels]
+    widths = [cfg.baseline_decoder.base_channels]
     if model.is_diffusion:
         widths.append(cfg.decoder.base_channels * (2 * cfg.decoder.num_res_blocks + 4))
-    need = 4 * height * width * (max(widths) + 16)
+    area = min(height, tile) * min(width, tile) if tile else height * width
+    maps = max(cfg.encoder.base_channels * height * width, max(widths) * area)
+    need = 4 * (maps + 16 * height * width)
     free = available_bytes(device)
     if need > 0.8 * free:
         raise ValueError(
             f"{what}: a {height}x{width} image needs about {need / 2**30:.1f} GiB of activations "
             f"at full resolution, more than the {free / 2**30:.1f} GiB free on {device}; "
-            "use a smaller image (or crop it into tiles)"
+            "use a smaller image or --tile"
         )
 
 
-def check_images_fit(model: Autoencoder, paths: list[str], device: torch.device) -> None:
+def check_images_fit(
+    model: Autoencoder, paths: list[str], device: torch.device, tile: int | None = None
+) -> None:
     """:func:`check_fits` for every image file, from its header, before any is processed."""
     f = model.downsample_factor
     for path in paths:
@@ -108,7 +126,7 @@ def check_images_fit(model: Autoencoder, paths: list[str], device: torch.device)
                 w, h = img.size
         except OSError:
             continue  # unreadable files are reported when they are read
-        check_fits(model, h + (-h) % f, w + (-w) % f, device, str(path))
+        check_fits(model, h + (-h) % f, w + (-w) % f, device, str(path), tile)
 
 
 def read_padded(path: str | Path, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -119,9 +119,8 @@ def run_decode(args: argparse.Namespace) -> int:
     model = load_model(args.model, device)
     f = model.downsample_factor
     for e in entries:
-        check_fits(
-            model, e["height"] // 1 + f, e["width"] + f, device, f"{args.latents}[{e['key']}]"
-        )
+        check_fits(model, e["height"] + f, e["width"] + f, device,
+                   f"{args.latents}[{e['key']}]", args.tile)  # fmt: skip
     for i, (e, path) in enumerate(zip(entries, paths, strict=True)):
         z = latents[e["key"]][None].to(device)
         model.check_latents(z, f"{args.latents}[{e['key']}]")

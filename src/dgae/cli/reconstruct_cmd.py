@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                  args.images, args.overwrite)  # fmt: skip
     device = pick_device(args.device)
     model = load_model(args.model, device)
-    check_images_fit(model, args.images, device)
+    check_images_fit(model, args.images, device, args.tile)
     for i, (path, name) in enumerate(zip(args.images, names, strict=True)):
         x, (h, w) = read_padded(path, model.downsample_factor)
         rec = model.reconstruct(
