@@ -9,6 +9,7 @@ from typing import Any
 
 from dgae.cli import (
     bench_cmd,
+    convert_cmd,
     data_cmd,
     demo_cmd,
     distill_cmd,
@@ -28,6 +29,7 @@ COMMANDS = [
     reconstruct_cmd,
     encode_cmd,
     export_cmd,
+    convert_cmd,
     eval_cmd,
     bench_cmd,
     data_cmd,
