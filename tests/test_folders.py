@@ -48,3 +48,24 @@ def test_model_folders_carry_the_header_and_legacy_folders_still_load(tmp_path):
     again = Autoencoder.from_pretrained(tmp_path / "m")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
                                                  again.state_dict().values(), strict=True))  # fmt: skip
+
+
+def test_hub_names_download_and_offline_is_a_clear_error(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="'org/no-model'.*HF_HUB_OFFLINE is set"):
+        Autoencoder.from_pretrained("org/no-model")
+    torch.manual_seed(0)
+    build_autoencoder(get_preset("dgae-tiny").model).save_pretrained(tmp_path / "snap")
+    asked = []
+
+    def fake_download(repo_id, allow_patterns):
+        asked.append((repo_id, sorted(allow_patterns)))
+        return str(tmp_path / "snap")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    assert Autoencoder.from_pretrained("org/tiny-dgae").config.latent_channels == 2
+    assert asked == [("org/tiny-dgae", ["config.json", "model.safetensors"])]
+    with pytest.raises(FileNotFoundError, match="model folder missing does not exist"):
+        Autoencoder.from_pretrained("missing/")  # not a Hub id: the local-folder error

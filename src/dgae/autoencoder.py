@@ -23,6 +23,7 @@ from dgae.decoder import DiffusionDecoder
 from dgae.diffusion import check_num_steps
 from dgae.encoder import Encoder
 from dgae.folders import atomic_path, check_header, header
+from dgae.hub import local_or_hub
 from dgae.random import Generator
 
 CONFIG_NAME = "config.json"
@@ -186,8 +187,9 @@ class Autoencoder(nn.Module):
     def from_pretrained(
         cls, directory: str | Path, device: str | torch.device = "cpu"
     ) -> Autoencoder:
-        """Load a folder written by :meth:`save_pretrained` (safetensors only, never pickle)."""
-        directory = Path(directory)
+        """Load a folder written by :meth:`save_pretrained` (safetensors only, never pickle),
+        or the Hub repository ``org/name`` holding one (:func:`dgae.hub.local_or_hub`)."""
+        directory = local_or_hub(directory, (CONFIG_NAME, WEIGHTS_NAME))
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         if directory.is_file():
             raise ValueError(

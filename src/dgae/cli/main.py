@@ -42,7 +42,7 @@ COMMANDS = [
 
 # help of the options many verbs share, stated once (a verb's own help text wins)
 COMMON_HELP = {
-    "--model": "model folder (config.json + model.safetensors)",
+    "--model": "model folder (config.json + model.safetensors), or a Hub repo id org/name",
     "images": "image files of any size and common format",
     "latents": "a .safetensors file written by dgae encode",
     "--sampler": "decoder ODE sampler (default: the model's)",
