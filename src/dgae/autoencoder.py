@@ -23,6 +23,7 @@ from dgae.decoder import DiffusionDecoder
 from dgae.diffusion import check_num_steps
 from dgae.encoder import Encoder
 from dgae.folders import atomic_path, check_header, header
+from dgae.frozen_encoder import FrozenKLEncoder
 from dgae.hub import local_or_hub
 from dgae.random import Generator
 
@@ -79,7 +80,8 @@ class Autoencoder(nn.Module):
         cfg.validate()
         self.config = cfg
         c, f = cfg.latent_channels, cfg.downsample_factor
-        self.encoder = Encoder(cfg.encoder, c, f)
+        # an existing VAE's frozen encoder, or our own (trained with the decoder)
+        self.encoder = FrozenKLEncoder(cfg) if cfg.encoder.frozen else Encoder(cfg.encoder, c, f)
         self.decoder = build_decoder(cfg)
         self.latent_stats = LatentStats(c)
 

@@ -62,6 +62,12 @@ class EncoderConfig:
 
     ``channel_mult`` gives the width multiplier per level; the encoder has ``log2(f) + 1`` levels
     and repeats the last multiplier when the tuple is shorter than that.
+
+    ``frozen``: a local diffusers ``AutoencoderKL`` folder whose encoder (and ``quant_conv``)
+    replaces this one, frozen: only the decoder trains, so the latents stay that VAE's and a
+    latent diffusion model trained on them keeps working with the new decoder. Its
+    architecture is recorded in ``frozen_config`` (filled in when the model is built) and its
+    weights are saved with the model, so a trained folder does not need the VAE folder again.
     """
 
     base_channels: int = 128
@@ -69,6 +75,8 @@ class EncoderConfig:
     num_res_blocks: int = 2
     mid_attention: bool = True
     dropout: float = 0.0
+    frozen: str = ""
+    frozen_config: str = ""  # the AutoencoderKL's config.json text (set when built)
 
 
 @dataclass
