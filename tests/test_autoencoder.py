@@ -217,3 +217,17 @@ def test_patchified_unet_decodes_every_size_and_refuses_what_cannot_fit():
     assert model.decoder.unet.conv_out.out_channels == 3 * 4
     with pytest.raises(ConfigError, match="patch_size=4 with 2 U-Net levels downsamples by 8"):
         apply_overrides(get_preset("dgae-tiny").model, ["decoder.patch_size=4"]).validate()
+
+
+def test_compiled_decode_equals_eager_decode():
+    # the network evaluated at every NFE compiled (docs/benchmarks.md: 1.5x on CPU)
+    torch.manual_seed(0)
+    model = build_autoencoder(get_preset("dgae-tiny").model).eval()
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        z = torch.randn(2, 2, 4, 4)
+        eager = model.decode(z, num_steps=2, generator=generators_from_seeds([0, 1]))
+        model.decoder.unet.compile()
+        compiled = model.decode(z, num_steps=2, generator=generators_from_seeds([0, 1]))
+    assert torch.allclose(compiled, eager, atol=1e-4)
