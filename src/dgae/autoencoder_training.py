@@ -167,6 +167,16 @@ def check_resume_config(run_dir: Path, cfg: ExperimentConfig, force: bool = Fals
         path.replace(run_dir / f"config.until_step_{step}.json")
 
 
+def training_data(cfg: ExperimentConfig) -> tuple[Dataset, Tensor]:
+    """The augmented training set of ``cfg.data`` and the validation images of the sample
+    grids: (N, 3, R, R) uint8, spread evenly over the validation split."""
+    d = cfg.data
+    train = build_dataset(d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment)
+    val = build_dataset(d.spec, d.resolution, "val")
+    n = min(NUM_GRID_IMAGES, len(val))
+    return train, torch.stack([val[i * len(val) // n][0] for i in range(n)])
+
+
 def train_autoencoder(
     cfg: ExperimentConfig,
     run_dir: str | Path,
@@ -189,18 +199,12 @@ def train_autoencoder(
             save_json(cfg, run_dir / "config.json")
         barrier(dist)
         torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-        d = cfg.data
-        train_data = build_dataset(
-            d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment
-        )
-        val_data = build_dataset(d.spec, d.resolution, "val")
-        n_grid = min(NUM_GRID_IMAGES, len(val_data))
-        val_images = torch.stack([val_data[i * len(val_data) // n_grid][0] for i in range(n_grid)])
+        train_data, val_images = training_data(cfg)
         model = Autoencoder(cfg.model)
         task = build_autoencoder_task(
             cfg, model, stats_dataset(cfg), val_images, run_dir, dist.device
         )
-        return run_task(task, cfg.train, train_data, run_dir, dist, progress, d.num_workers)
+        return run_task(task, cfg.train, train_data, run_dir, dist, progress, cfg.data.num_workers)
 
 
 def export_run(run_dir: Path, out: Path | None = None, device: torch.device | None = None) -> Path:

@@ -21,9 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from dgae.autoencoder import Autoencoder
-from dgae.autoencoder_training import NUM_GRID_IMAGES
+from dgae.autoencoder_training import training_data
 from dgae.config import ExperimentConfig, save_json, to_dict
-from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range, to_uint8
 from dgae.folders import write_json
 from dgae.generation.cache import fingerprint
@@ -126,13 +125,8 @@ def distill(
             save_json(cfg, run_dir / "config.json")
         barrier(dist)
         torch.manual_seed(cfg.train.seed)
-        d = cfg.data
-        data = build_dataset(
-            d.spec, d.resolution, "train", cfg.train.seed, d.hflip, d.color_augment
-        )
-        val = build_dataset(d.spec, d.resolution, "val")
-        n = min(NUM_GRID_IMAGES, len(val))
-        val_images = torch.stack([val[i * len(val) // n][0] for i in range(n)])
+        data, val_images = training_data(cfg)
+        n = len(val_images)
         student = student_from(teacher)
         perceptual = (
             build_perceptual(cfg.loss.perceptual) if cfg.loss.perceptual_weight > 0 else None
@@ -161,4 +155,4 @@ def distill(
             ema.save_pretrained(run_dir / "model")
 
         task = TrainTask({"model": loss}, {"model": cfg.train.lr}, compute, on_sample, on_export)
-        return run_task(task, cfg.train, data, run_dir, dist, progress, d.num_workers)
+        return run_task(task, cfg.train, data, run_dir, dist, progress, cfg.data.num_workers)

@@ -70,6 +70,14 @@ def sampling_kwargs(args: argparse.Namespace) -> dict:
     return kw
 
 
+def report_training(status: str, out: str, exported: str) -> None:
+    """The last line of a training command: where its checkpoint or its export is."""
+    if status == "interrupted":
+        print(f"interrupted: checkpoint saved in {out}/checkpoints; rerun to resume")
+    else:
+        print(f"done: {exported} exported to {out}/model")
+
+
 def load_model(path: str, device: torch.device) -> Autoencoder:
     return Autoencoder.from_pretrained(path, device=device)
 

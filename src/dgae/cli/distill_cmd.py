@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dgae.cli.common import AddCommand
+from dgae.cli.common import AddCommand, report_training
 from dgae.data.loader import SPEC_HELP
 
 
@@ -61,8 +61,5 @@ def run(args: argparse.Namespace) -> int:
         status = distill(args.teacher, args.out, cfg, args.teacher_steps, dist,
                          progress=not args.no_progress).status  # fmt: skip
     if dist.is_main:
-        if status == "interrupted":
-            print(f"interrupted: checkpoint saved in {args.out}/checkpoints; rerun to resume")
-        else:
-            print(f"done: 1-NFE student exported to {args.out}/model")
+        report_training(status, args.out, "1-NFE student")
     return 0

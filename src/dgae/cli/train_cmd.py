@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dgae.cli.common import AddCommand
+from dgae.cli.common import AddCommand, report_training
 from dgae.config import ConfigError, apply_overrides, get_preset, to_dict, valid_keys
 from dgae.data.loader import SPEC_HELP
 
@@ -64,8 +64,5 @@ def run(args: argparse.Namespace) -> int:
             cfg, args.out, dist, progress=not args.no_progress, force=args.force
         ).status
     if dist.is_main:
-        if status == "interrupted":
-            print(f"interrupted: checkpoint saved in {args.out}/checkpoints; rerun to resume")
-        else:
-            print(f"done: model exported to {args.out}/model")
+        report_training(status, args.out, "model")
     return 0
