@@ -59,3 +59,20 @@ def test_reconstruct_cli_tiles_and_checks_its_flags(tmp_path):
     assert Image.open(tmp_path / "r" / "a.png").size == (36, 40)
     assert main([*args, "--overlap", "8", "--out", str(tmp_path / "s")]) == 2  # needs --tile
     assert main([*args, "--tile", "18", "--out", str(tmp_path / "t")]) == 2  # off the grid
+
+
+def test_tiled_encoding_blends_moments_on_the_latent_grid():
+    import torch.nn.functional as F
+
+    x = torch.randn(1, 3, 48, 40)
+    pooled = tiled(lambda r, c: F.avg_pool2d(x[..., r, c], 4), 48, 40, 16, 8, 4, out_scale=4)
+    assert torch.allclose(pooled, F.avg_pool2d(x, 4), atol=1e-6)  # exact for grid-local maps
+    torch.manual_seed(0)
+    model = build_autoencoder(get_preset("dgae-tiny").model).eval()
+    x = torch.rand(2, 3, 48, 40) * 2 - 1
+    with torch.no_grad():
+        whole = model.encode(x).mode()
+        assert torch.equal(model.encode(x, tile=64).mode(), whole)
+        tiles = model.encode(x, tile=16, overlap=8)
+    assert tiles.mode().shape == whole.shape == (2, 2, 12, 10)
+    assert torch.isfinite(tiles.mode()).all() and torch.isfinite(tiles.logvar).all()

@@ -26,6 +26,7 @@ from dgae.folders import atomic_path, check_header, header
 from dgae.frozen_encoder import FrozenKLEncoder
 from dgae.hub import local_or_hub
 from dgae.random import Generator
+from dgae.tiling import default_overlap, tiled
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -93,10 +94,22 @@ class Autoencoder(nn.Module):
     def is_diffusion(self) -> bool:
         return self.decoder.is_diffusion
 
-    def encode(self, x: Tensor) -> DiagonalGaussian:
-        """Images (B, 3, H, W) in [-1, 1], H and W divisible by f -> posterior over (B, c, H/f, W/f)."""
-        check_images(x, self.downsample_factor, "encode(x)")
-        return DiagonalGaussian(self.encoder(x))
+    def encode(
+        self, x: Tensor, tile: int | None = None, overlap: int | None = None
+    ) -> DiagonalGaussian:
+        """Images (B, 3, H, W) in [-1, 1], H and W divisible by f -> posterior over (B, c, H/f, W/f).
+
+        ``tile`` (pixels, a multiple of f) encodes overlapping tiles and blends their moments
+        (:mod:`dgae.tiling`; ``overlap`` default tile / 4): memory bounded by the tile.
+        """
+        f = self.downsample_factor
+        check_images(x, f, "encode(x)")
+        h, w = x.shape[-2:]
+        if tile is None or tile >= max(h, w):
+            return DiagonalGaussian(self.encoder(x))
+        overlap = default_overlap(tile, f) if overlap is None else overlap
+        moments = tiled(lambda r, c: self.encoder(x[..., r, c]), h, w, tile, overlap, f, f)
+        return DiagonalGaussian(moments)
 
     def check_latents(self, z: Tensor, where: str = "decode(z)") -> None:
         c = self.config.latent_channels
@@ -146,10 +159,11 @@ class Autoencoder(nn.Module):
     ) -> Tensor:
         """encode -> (posterior mean, or a sample) -> decode: (B, 3, H, W) -> (B, 3, H, W);
         ``max_batch`` bounds the images encoded and decoded at a time."""
+        tiling = {k: sampling[k] for k in ("tile", "overlap") if k in sampling}
         z = torch.cat([
-            self.encode(x[part]).sample(_sliced(generator, part))
+            self.encode(x[part], **tiling).sample(_sliced(generator, part))
             if sample_posterior
-            else self.encode(x[part]).mode()
+            else self.encode(x[part], **tiling).mode()
             for part in _slices(len(x), max_batch, "reconstruct")
         ])  # fmt: skip
         return self.decode(z, num_steps=num_steps, generator=generator, max_batch=max_batch,

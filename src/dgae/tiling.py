@@ -55,10 +55,13 @@ def tiled(
     tile: int,
     overlap: int,
     factor: int,
+    out_scale: int = 1,
 ) -> Tensor:
     """Blend ``network(rows, cols)`` — the output (B, C, h, w) of the tile at pixel slices
-    ``rows``, ``cols`` — into the full (B, C, height, width) output."""
+    ``rows``, ``cols``, at 1/``out_scale`` of their resolution (f for an encoder, 1 for a
+    decoder) — into the full (B, C, height/out_scale, width/out_scale) output."""
     check_tiling(tile, overlap, factor)
+    s = out_scale
     out = weight = None
     for top in tile_starts(height, tile, overlap):
         for left in tile_starts(width, tile, overlap):
@@ -66,13 +69,13 @@ def tiled(
             cols = slice(left, min(left + tile, width))
             y = network(rows, cols).float()
             if out is None:
-                out = y.new_zeros(*y.shape[:2], height, width)
-                weight = y.new_zeros(1, 1, height, width)
-            w = _ramp(y.shape[-2], overlap, y.device)[:, None] * _ramp(
-                y.shape[-1], overlap, y.device
-            )
-            out[..., rows, cols] += y * w
-            weight[..., rows, cols] += w
+                out = y.new_zeros(*y.shape[:2], height // s, width // s)
+                weight = y.new_zeros(1, 1, height // s, width // s)
+            ramp = [_ramp(n, max(1, overlap // s), y.device) for n in y.shape[-2:]]
+            at = (..., slice(top // s, top // s + y.shape[-2]),
+                  slice(left // s, left // s + y.shape[-1]))  # fmt: skip
+            out[at] += y * (ramp[0][:, None] * ramp[1])
+            weight[at] += ramp[0][:, None] * ramp[1]
     return out / weight
 
 

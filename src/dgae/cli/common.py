@@ -105,14 +105,14 @@ def check_fits(
 ) -> None:
     """Refuse, before any work, an image whose full-resolution activations cannot fit: a
     conservative estimate of float32 maps (the widest full-resolution layer, times the maps a
-    U-Net keeps for its skips; the decoder's on one ``tile`` when tiling) against the free
+    U-Net keeps for its skips; on one ``tile`` when tiling) against the free
     memory of ``device``."""
     cfg = model.config
     widths = [cfg.baseline_decoder.base_channels]
     if model.is_diffusion:
         widths.append(cfg.decoder.base_channels * (2 * cfg.decoder.num_res_blocks + 4))
     area = min(height, tile) * min(width, tile) if tile else height * width
-    maps = max(cfg.encoder.base_channels * height * width, max(widths) * area)
+    maps = max([cfg.encoder.base_channels, *widths]) * area  # tiling bounds encoder and decoder
     need = 4 * (maps + 16 * height * width)
     free = available_bytes(device)
     if need > 0.8 * free:
