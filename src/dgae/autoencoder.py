@@ -26,7 +26,7 @@ from dgae.folders import atomic_path, check_header, header
 from dgae.frozen_encoder import FrozenKLEncoder
 from dgae.hub import local_or_hub
 from dgae.random import Generator
-from dgae.tiling import default_overlap, tiled
+from dgae.tiling import tiled, tiling_overlap
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -105,9 +105,9 @@ class Autoencoder(nn.Module):
         f = self.downsample_factor
         check_images(x, f, "encode(x)")
         h, w = x.shape[-2:]
-        if tile is None or tile >= max(h, w):
+        overlap = tiling_overlap(tile, overlap, h, w, f)
+        if overlap is None:
             return DiagonalGaussian(self.encoder(x))
-        overlap = default_overlap(tile, f) if overlap is None else overlap
         moments = tiled(lambda r, c: self.encoder(x[..., r, c]), h, w, tile, overlap, f, f)
         return DiagonalGaussian(moments)
 
@@ -160,12 +160,10 @@ class Autoencoder(nn.Module):
         """encode -> (posterior mean, or a sample) -> decode: (B, 3, H, W) -> (B, 3, H, W);
         ``max_batch`` bounds the images encoded and decoded at a time."""
         tiling = {k: sampling[k] for k in ("tile", "overlap") if k in sampling}
-        z = torch.cat([
-            self.encode(x[part], **tiling).sample(_sliced(generator, part))
-            if sample_posterior
-            else self.encode(x[part], **tiling).mode()
-            for part in _slices(len(x), max_batch, "reconstruct")
-        ])  # fmt: skip
+        posteriors = [(self.encode(x[part], **tiling), part)
+                      for part in _slices(len(x), max_batch, "reconstruct")]  # fmt: skip
+        z = torch.cat([p.sample(_sliced(generator, part)) if sample_posterior else p.mode()
+                       for p, part in posteriors])  # fmt: skip
         return self.decode(z, num_steps=num_steps, generator=generator, max_batch=max_batch,
                            **sampling)  # fmt: skip
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from dgae.config import BaselineDecoderConfig
 from dgae.encoder import level_channels
 from dgae.nn import AttentionBlock, ResBlock, Upsample, checkpointed, group_norm
-from dgae.tiling import default_overlap, latent_slices, tiled
+from dgae.tiling import tiled_from_latent, tiling_overlap
 
 
 class OnePassDecoder(nn.Module):
@@ -71,9 +71,6 @@ class OnePassDecoder(nn.Module):
         """Same signature as the diffusion decoder; ``num_steps`` and noise are unused (NFE 1);
         ``tile`` decodes overlapping tiles blended seam-free (:mod:`dgae.tiling`)."""
         f = self.factor
-        h, w = z.shape[-2] * f, z.shape[-1] * f
-        if tile is None or tile >= max(h, w):
-            return self(z).clamp(-1.0, 1.0)
-        overlap = default_overlap(tile, f) if overlap is None else overlap
-        out = tiled(lambda r, c: self(z[(..., *latent_slices(r, c, f))]), h, w, tile, overlap, f)
+        overlap = tiling_overlap(tile, overlap, z.shape[-2] * f, z.shape[-1] * f, f)
+        out = self(z) if overlap is None else tiled_from_latent(self, z, f, tile, overlap)
         return out.clamp(-1.0, 1.0)

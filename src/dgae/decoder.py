@@ -35,7 +35,7 @@ from dgae.nn import (
     timestep_embedding,
 )
 from dgae.random import Generator, randn
-from dgae.tiling import default_overlap, latent_slices, tiled
+from dgae.tiling import latent_slices, tiled, tiled_from_latent, tiling_overlap
 
 
 class UNet(nn.Module):
@@ -149,13 +149,6 @@ class DiffusionDecoder(nn.Module):
     def _network(self, z: Tensor, prior: Tensor | None):
         return lambda x_t, t: self.unet(x_t, t, z, prior)
 
-    def _tiled_prior(self, z: Tensor, tile: int, overlap: int) -> Tensor | None:
-        if self.head is None:
-            return None
-        f, (h, w) = self.factor, z.shape[-2:]
-        return tiled(lambda r, c: self.head(z[(..., *latent_slices(r, c, f))]), h * f, w * f,
-                     tile, overlap, f)  # fmt: skip
-
     def _tiled_network(self, z: Tensor, prior: Tensor | None, tile: int, overlap: int):
         f = self.factor
 
@@ -215,13 +208,14 @@ class DiffusionDecoder(nn.Module):
         """
         b, _, h, w = z.shape
         noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
-        if tile is not None and tile < max(h, w) * self.factor:
-            overlap = default_overlap(tile, self.factor) if overlap is None else overlap
-            prior = self._tiled_prior(z, tile, overlap)
-            network = self._tiled_network(z, prior, tile, overlap)
-        else:
+        overlap = tiling_overlap(tile, overlap, h * self.factor, w * self.factor, self.factor)
+        if overlap is None:
             prior = self.prior(z)
             network = self._network(z, prior)
+        else:
+            prior = (None if self.head is None
+                     else tiled_from_latent(self.head, z, self.factor, tile, overlap))  # fmt: skip
+            network = self._tiled_network(z, prior, tile, overlap)
         x = sample(
             as_denoiser(network, self.cfg, self.path),
             noise,

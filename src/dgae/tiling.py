@@ -39,6 +39,16 @@ def default_overlap(tile: int, factor: int) -> int:
     return max(factor, tile // 4 // factor * factor)
 
 
+def tiling_overlap(
+    tile: int | None, overlap: int | None, height: int, width: int, factor: int
+) -> int | None:
+    """The overlap to tile a ``height`` x ``width`` image with, or None when it is not tiled
+    (no ``tile``, or one tile covers it); ``overlap`` defaults to :func:`default_overlap`."""
+    if tile is None or tile >= max(height, width):
+        return None
+    return default_overlap(tile, factor) if overlap is None else overlap
+
+
 def check_tiling(tile: int, overlap: int, factor: int) -> None:
     """A ValueError naming the value unless tiles align to the latent grid and overlap."""
     if tile < factor or tile % factor or overlap % factor or not 0 < overlap < tile:
@@ -77,6 +87,16 @@ def tiled(
             out[at] += y * (ramp[0][:, None] * ramp[1])
             weight[at] += ramp[0][:, None] * ramp[1]
     return out / weight
+
+
+def tiled_from_latent(
+    network: Callable[[Tensor], Tensor], z: Tensor, factor: int, tile: int, overlap: int
+) -> Tensor:
+    """``network`` (latent (B, c, h, w) -> image (B, C, h f, w f)) evaluated on the latent
+    crops under overlapping image tiles and blended into (B, C, H, W)."""
+    h, w = z.shape[-2] * factor, z.shape[-1] * factor
+    return tiled(lambda r, c: network(z[(..., *latent_slices(r, c, factor))]), h, w, tile,
+                 overlap, factor)  # fmt: skip
 
 
 def latent_slices(rows: slice, cols: slice, factor: int) -> tuple[slice, slice]:
