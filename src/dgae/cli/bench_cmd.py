@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dgae.config import apply_overrides, get_preset
-    from dgae.evaluation.bench import bench_pair, format_report, peak_tflops
+    from dgae.evaluation.bench import Engineering, bench_pair, format_report, peak_tflops
     from dgae.evaluation.protocol import parse_steps
 
     device = pick_device(args.device)
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     res = args.resolution or cfgs["dgae"].data.resolution
     results, peak_gib = bench_pair(cfgs["dgae"], cfgs["baseline"], res, args.batch_size, device,
                                    steps=steps, repeats=args.repeats, iters=args.iters,
-                                   bf16=args.bf16, peer=not args.no_peer,
-                                   channels_last=args.channels_last, compile=args.compile)  # fmt: skip
+                                   eng=Engineering(args.bf16, args.channels_last, args.compile),
+                                   peer=not args.no_peer)  # fmt: skip
     peak = peak_tflops(device, args.peak_tflops)
     card = (
         torch.cuda.get_device_name(device)

@@ -80,18 +80,26 @@ class Engineering:
     compile: bool = False
 
 
-def prepare(model: Autoencoder, x: torch.Tensor, eng: Engineering) -> torch.Tensor:
-    """Apply ``eng`` to ``model`` in place; returns ``x`` in the matching memory format."""
+def prepare(
+    model: torch.nn.Module, networks: list[torch.nn.Module], x: torch.Tensor, eng: Engineering
+) -> torch.Tensor:
+    """Apply ``eng`` in place: ``model``'s memory format, compiled ``networks`` (their forward;
+    a sampler loop stays in Python); returns ``x`` in the matching memory format."""
     if eng.channels_last:
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     if eng.compile:
-        nets = [model.encoder, model.decoder] if not model.is_diffusion else [model.encoder]
-        if model.is_diffusion:
-            nets += [n for n in (model.decoder.head, model.decoder.unet) if n is not None]
-        for net in nets:  # compiles forward in place; the sampler loop stays in Python
+        for net in networks:
             net.compile()
     return x
+
+
+def networks(model: Autoencoder) -> list[torch.nn.Module]:
+    """The networks a forward pass of ``model`` calls: encoder, then the one-pass decoder or
+    the diffusion decoder's head and U-Net."""
+    dec = model.decoder
+    nets = [model.encoder, *([dec.head, dec.unet] if model.is_diffusion else [dec])]
+    return [n for n in nets if n is not None]
 
 
 def workloads(
@@ -104,9 +112,8 @@ def workloads(
     objective = build_objective(cfg.loss, cfg.model.kind).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
-    x = prepare(model, x, eng)
-    bf16 = eng.bf16
-    autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
+    x = prepare(model, networks(model), x, eng)
+    autocast = torch.autocast(device.type, torch.bfloat16, enabled=eng.bf16)
     with torch.no_grad(), autocast:
         z = model.encode(x).mode()
 
@@ -159,11 +166,7 @@ def peer_decoder(
     vae.eval()
     side = resolution // m.downsample_factor
     z = torch.randn(batch, m.latent_channels, side, side, device=device)
-    if eng.channels_last:
-        vae.to(memory_format=torch.channels_last)
-        z = z.contiguous(memory_format=torch.channels_last)
-    if eng.compile:
-        vae.decoder.compile()
+    z = prepare(vae, [vae.decoder], z, eng)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=eng.bf16)
 
     def decode() -> None:
@@ -183,16 +186,13 @@ def bench_pair(
     steps: tuple[int, ...],
     repeats: int,
     iters: int,
-    bf16: bool,
+    eng: Engineering = Engineering(),
     peer: bool = True,
-    channels_last: bool = False,
-    compile: bool = False,
 ) -> tuple[dict[str, dict[str, Timing]], float | None]:
     """Timings of DGAE, the baseline and (``peer``) diffusers' AutoencoderKL decoder of the same
     widths, and the peak GPU memory in GiB (None on CPU). Every DGAE workload is interleaved
     with its baseline counterpart (the one-pass decode for every NFE), the peer's decode with
     the baseline's."""
-    eng = Engineering(bf16, channels_last, compile)
     fa = workloads(dgae, resolution, batch, device, steps, eng)
     fb = workloads(baseline, resolution, batch, device, steps, eng)
     res: dict[str, dict[str, Timing]] = {"dgae": {}, "baseline": {}, "peer": {}}
