@@ -65,6 +65,42 @@ def _sliced(generator: Generator, part: slice) -> Generator:
     return generator[part]
 
 
+def _read_record(directory: str | Path) -> tuple[Path, dict]:
+    """(the folder, its checked config.json) of a dgae model folder or Hub repository; every
+    problem is an error naming the file and what was expected."""
+    directory = local_or_hub(directory, (CONFIG_NAME, WEIGHTS_NAME))
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    if directory.is_file():
+        raise ValueError(
+            f"{directory} is a file; expected a model folder holding {CONFIG_NAME} and "
+            f"{WEIGHTS_NAME} (e.g. RUN/model)"
+        )
+    if not directory.is_dir():
+        raise FileNotFoundError(f"model folder {directory} does not exist")
+    if not w_path.exists():
+        pickled = [p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        hint = (
+            f"; found {pickled}, which would need pickle execution to load and is refused"
+            if pickled
+            else ""
+        )
+        raise FileNotFoundError(f"{w_path} is missing{hint}")
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} is missing")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{cfg_path}: expected a JSON object, got {type(meta).__name__}")
+    check_header(meta, "dgae-autoencoder", cfg_path)
+    if "model" not in meta:
+        raise ValueError(f"{cfg_path} has no 'model' entry (is this a dgae model folder?)")
+    if not isinstance(meta["model"], dict):
+        raise ValueError(f"{cfg_path}: 'model' must be an object, got {meta['model']!r}")
+    return directory, meta
+
+
 def build_decoder(cfg: AutoencoderConfig) -> Decoder:
     """The decoder ``cfg.kind`` names (one of ``config.DecoderKind``)."""
     c, f = cfg.latent_channels, cfg.downsample_factor
@@ -198,41 +234,18 @@ class Autoencoder(nn.Module):
             tmp_c.write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
+    def read_config(cls, directory: str | Path) -> AutoencoderConfig:
+        """The model config of a folder :meth:`from_pretrained` would load, without its weights."""
+        return from_dict(AutoencoderConfig, _read_record(directory)[1]["model"], "model")
+
+    @classmethod
     def from_pretrained(
         cls, directory: str | Path, device: str | torch.device = "cpu"
     ) -> Autoencoder:
         """Load a folder written by :meth:`save_pretrained` (safetensors only, never pickle),
         or the Hub repository ``org/name`` holding one (:func:`dgae.hub.local_or_hub`)."""
-        directory = local_or_hub(directory, (CONFIG_NAME, WEIGHTS_NAME))
+        directory, meta = _read_record(directory)
         cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        if directory.is_file():
-            raise ValueError(
-                f"{directory} is a file; expected a model folder holding {CONFIG_NAME} and "
-                f"{WEIGHTS_NAME} (e.g. RUN/model)"
-            )
-        if not directory.is_dir():
-            raise FileNotFoundError(f"model folder {directory} does not exist")
-        if not w_path.exists():
-            pickled = [p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES]
-            hint = (
-                f"; found {pickled}, which would need pickle execution to load and is refused"
-                if pickled
-                else ""
-            )
-            raise FileNotFoundError(f"{w_path} is missing{hint}")
-        if not cfg_path.exists():
-            raise FileNotFoundError(f"{cfg_path} is missing")
-        try:
-            meta = json.loads(cfg_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{cfg_path} is not valid JSON: {err}") from None
-        if not isinstance(meta, dict):
-            raise ValueError(f"{cfg_path}: expected a JSON object, got {type(meta).__name__}")
-        check_header(meta, "dgae-autoencoder", cfg_path)
-        if "model" not in meta:
-            raise ValueError(f"{cfg_path} has no 'model' entry (is this a dgae model folder?)")
-        if not isinstance(meta["model"], dict):
-            raise ValueError(f"{cfg_path}: 'model' must be an object, got {meta['model']!r}")
         model = cls(from_dict(AutoencoderConfig, meta["model"], "model"))
         try:
             state = load_file(str(w_path), device=str(device))

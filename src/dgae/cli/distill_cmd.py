@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from dgae.distill import distill
     from dgae.training.distributed import distributed_session
 
-    teacher_config = Autoencoder.from_pretrained(args.teacher).config
-    cfg = resolve(args, teacher_config)
+    cfg = resolve(args, Autoencoder.read_config(args.teacher))  # distill() loads the weights
     with distributed_session(args.device) as dist:
         status = distill(args.teacher, args.out, cfg, args.teacher_steps, dist,
                          progress=not args.no_progress).status  # fmt: skip
