@@ -114,7 +114,7 @@ def _worker(out, *overrides, nproc=1):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for attempt in range(2):
-        # one retry, from an empty folder: in about one full-suite run in three a two-process
+        # one retry, from an empty folder: in two of about eight full-suite runs a two-process
         # run exited non-zero for a reason not yet seen (its output was not kept; it is now
         # warned and printed); a real divergence still fails the parameter checks, and two
         # failed runs fail here

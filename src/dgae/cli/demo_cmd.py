@@ -9,7 +9,7 @@ from dgae.cli.common import AddCommand
 
 
 def register(add_command: AddCommand) -> None:
-    p = add_command("demo", help="DGAE vs baselines at equal budget on built-in photos (~10 min)")
+    p = add_command("demo", help="DGAE vs baselines at equal budget on built-in photos (~8 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (resumes when interrupted)")
     p.add_argument("--train-steps", type=int, default=300, help="training steps per model")
     p.add_argument("--nfe", default="1,2,4", help="DGAE decoder NFEs to evaluate")
