@@ -144,7 +144,9 @@ class Autoencoder(nn.Module):
         overlap = tiling_overlap(tile, overlap, h, w, f)
         if overlap is None:
             return DiagonalGaussian(self.encoder(x))
-        moments = tiled(lambda r, c: self.encoder(x[..., r, c]), h, w, tile, overlap, f, f)
+        moments = tiled(
+            lambda r, c: self.encoder(x[..., r, c]), h, w, tile, overlap, f, f, module=self.encoder
+        )
         return DiagonalGaussian(moments)
 
     def check_latents(self, z: Tensor, where: str = "decode(z)") -> None:

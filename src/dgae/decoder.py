@@ -159,7 +159,7 @@ class DiffusionDecoder(nn.Module):
                     x_t[..., rows, cols], t, z[(..., *latent_slices(rows, cols, f))], p
                 )
 
-            return tiled(one, x_t.shape[-2], x_t.shape[-1], tile, overlap, f)
+            return tiled(one, x_t.shape[-2], x_t.shape[-1], tile, overlap, f, module=self.unet)
 
         return network
 
