@@ -44,7 +44,8 @@ class FrozenKLEncoder(nn.Module):
                 f"model.encoder.frozen={enc.frozen!r} encodes to {c} channels at f{f}; set "
                 f"model.latent_channels={c} model.downsample_factor={f}"
             )
-        vae = (AutoencoderKL.from_pretrained(enc.frozen) if fresh
+        # low_cpu_mem_usage=False: without `accelerate` diffusers would warn on every load
+        vae = (AutoencoderKL.from_pretrained(enc.frozen, low_cpu_mem_usage=False) if fresh
                else AutoencoderKL.from_config(kl_config))  # fmt: skip
         self.encoder = vae.encoder
         self.quant_conv = vae.quant_conv

@@ -56,7 +56,11 @@ class DiffusersVAE:
             raise ImportError(
                 f"{path} is a diffusers AutoencoderKL; pip install diffusers"
             ) from err
-        self.vae = AutoencoderKL.from_pretrained(str(path), local_files_only=True).to(device).eval()
+        self.vae = (
+            AutoencoderKL.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
+            .to(device)
+            .eval()
+        )
         cfg = self.vae.config
         self.downsample_factor = 2 ** (len(cfg.block_out_channels) - 1)
         self.name = f"AutoencoderKL f{self.downsample_factor}c{cfg.latent_channels} ({path.name})"
