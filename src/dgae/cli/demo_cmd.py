@@ -11,7 +11,8 @@ from dgae.cli.common import AddCommand
 def register(add_command: AddCommand) -> None:
     p = add_command("demo", help="the shipped models and a fresh pair, DGAE vs baselines (~10 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (resumes when interrupted)")
-    p.add_argument("--train-steps", type=int, default=300, help="training steps per model")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="training steps per fresh model (default 500)")  # fmt: skip
     p.add_argument("--nfe", default="1,2,4", help="DGAE decoder NFEs to evaluate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="models", help="folder of the shipped models")
@@ -22,8 +23,9 @@ def register(add_command: AddCommand) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dgae.evaluation.protocol import parse_steps
-    from dgae.experiments.demo import run_demo
+    from dgae.experiments.demo import FRESH_STEPS, run_demo
 
-    run_demo(Path(args.out), args.train_steps, parse_steps(args.nfe), args.seed,
-             Path(args.models), args.eval_images)  # fmt: skip
+    steps = FRESH_STEPS if args.train_steps is None else args.train_steps
+    run_demo(Path(args.out), steps, parse_steps(args.nfe), args.seed, Path(args.models),
+             args.eval_images)  # fmt: skip
     return 0
