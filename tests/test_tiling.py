@@ -120,10 +120,10 @@ def test_whole_image_statistics_make_tiled_groupnorm_exact():
 
 @pytest.mark.parametrize("kind", ["dgae", "baseline"])
 def test_tiled_decode_matches_untiled_within_tolerance_without_seams(kind, monkeypatch):
-    """Random tiny models at 128x96, tiles 64/32: tiled within 30 dB of the untiled decode
-    (stated in docs/benchmarks.md; a trained model reaches 35 dB at 64/16), better than tiles
-    with their own GroupNorm statistics, and seams within 0.05 of the untiled decode's own
-    score at the same borders."""
+    """Random tiny models at 128x96, tiles 64/32: tiled within 30 dB of the untiled decode (the
+    tolerance docs/benchmarks.md states; a trained model reaches 35 dB at 64/16), better than
+    tiles with their own GroupNorm statistics, and seams within 0.05 of the untiled decode's
+    own score at the same borders."""
     import dgae.tiling
     from dgae.tiling import seam_score, tile_borders
 

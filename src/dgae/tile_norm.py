@@ -45,7 +45,8 @@ class WholeImageNorms:
         self.recorded: list[Tensor] = []
         self.recording = False
         self.calls = 0
-        self.where: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 1, 1)
+        # the current tile: top, left, owned rows [r0, r1), owned cols [c0, c1), height, width
+        self.where: tuple[int, ...] = (0, 0, 0, 0, 0, 0, 1, 1)
 
     @contextmanager
     def active(self) -> Iterator[WholeImageNorms]:
@@ -58,9 +59,9 @@ class WholeImageNorms:
             for norm in self.norms:
                 del norm.forward
 
-    def start_pass(self, record: bool) -> None:
-        """Begin a pass over all tiles; ``record`` accumulates moments for the next pass."""
-        self.recording = record
+    def start_pass(self) -> None:
+        """Begin a recording pass over all tiles: it accumulates moments for the next pass."""
+        self.recording = True
         self.recorded = []
 
     def end_pass(self) -> float:
@@ -68,15 +69,14 @@ class WholeImageNorms:
         returns how far they moved: the largest change of any group's mean or standard
         deviation, in units of its standard deviation (inf on the first pass)."""
         change = float("inf")
-        if self.recording and len(self.moments) == len(self.recorded):
+        if len(self.moments) == len(self.recorded):
             change = max(
                 float(((m0 - m1).abs() / s1).max().maximum(((s0 - s1).abs() / s1).max()))
                 for (m0, s0), (m1, s1) in zip(
                     map(_mean_std, self.moments), map(_mean_std, self.recorded), strict=True
                 )
             )
-        if self.recording:
-            self.moments, self.recorded = self.recorded, []
+        self.moments, self.recorded = self.recorded, []
         self.recording = False
         return change
 

@@ -41,7 +41,8 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 def _ramp(length: int, overlap: int, device: torch.device) -> Tensor:
     """(length,) blend weights of a tile: near zero on the outer quarter of the overlap, where
     the tile's zero padding corrupts its output most, then linear up to 1 at ``overlap`` pixels
-    from each end (a plain linear ramp left seams: seam score 1.18 against 1.11, benchmarks)."""
+    from each end (a plain linear ramp left seams: seam score 1.18 where the untiled decode
+    scores 1.15; this ramp 1.11, docs/benchmarks.md)."""
     idx = torch.arange(length, device=device, dtype=torch.float32)
     edge = torch.minimum(idx + 1, length - idx)
     margin = max(1, overlap // 4)
@@ -106,7 +107,7 @@ def tiled(
     norms = None if module is None or norm_passes == 0 else WholeImageNorms(module)
     with norms.active() if norms else nullcontext():
         for _ in range(0 if norms is None else norm_passes or len(norms.norms)):
-            norms.start_pass(record=True)
+            norms.start_pass()
             for t in tiles:
                 norms.tile(*t)
                 network(*t[:2])
@@ -121,11 +122,12 @@ def tiled(
             if out is None:
                 out = y.new_zeros(*y.shape[:2], height // s, width // s)
                 weight = y.new_zeros(1, 1, height // s, width // s)
-            ramp = [_ramp(n, max(1, overlap // s), y.device) for n in y.shape[-2:]]
+            ramp_y, ramp_x = (_ramp(n, max(1, overlap // s), y.device) for n in y.shape[-2:])
+            w = ramp_y[:, None] * ramp_x
             at = (..., slice(rows.start // s, rows.start // s + y.shape[-2]),
                   slice(cols.start // s, cols.start // s + y.shape[-1]))  # fmt: skip
-            out[at] += y * (ramp[0][:, None] * ramp[1])
-            weight[at] += ramp[0][:, None] * ramp[1]
+            out[at] += y * w
+            weight[at] += w
     return out / weight
 
 
