@@ -1,12 +1,13 @@
 """Where a DGAE decode spends its time: FLOPs and wall time per stage of the decoder.
 
-Stages are the one-pass prior head, the U-Net's input conv, each down/up level and the middle
-(grouped by the resolution they run at), and the output conv. FLOPs come from
+Stages are the one-pass prior head, the denoiser's input conv, each down/up level and the
+middle of a U-Net or the blocks of a trunk denoiser (grouped by the resolution they run at), and
+the output convs. FLOPs come from
 ``torch.utils.flop_counter``; times from forward hooks around each stage, summed over ``--iters``
 single-NFE decodes after a warm-up (on a GPU each hook synchronises, so stages are timed
 exactly at the cost of some overlap).
 
-Usage: python benchmarks/profile_decoder.py --size small [--resolution R] [--batch-size N]
+Usage: python benchmarks/profile_decoder.py --size small [--family dgae-unet] [--resolution R]
 """
 
 from __future__ import annotations
@@ -21,24 +22,32 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dgae import build_autoencoder, get_preset
 from dgae.decoder import DiffusionDecoder
+from dgae.trunk import TrunkDenoiser
 
 
 def stages(decoder: DiffusionDecoder) -> list[tuple[str, nn.Module]]:
     """(part, module) for every module the decode calls directly, in execution order: the
-    head, the U-Net's convolutions, residual blocks, attention blocks and resamplers."""
+    head, the denoiser's convolutions, residual blocks, attention blocks and resamplers."""
     unet = decoder.unet
     parts = [("head", decoder.head)] if decoder.head is not None else []
     parts.append(("in", unet.conv_in))
-    for part, items in (("down", unet.down), ("mid", unet.mid), ("up", unet.up)):
+    if isinstance(unet, TrunkDenoiser):
+        groups = [("blocks", unet.blocks)]
+    else:
+        groups = [("down", unet.down), ("mid", unet.mid), ("up", unet.up)]
+    for part, items in groups:
         for item in items:
             pieces = list(item) if isinstance(item, nn.ModuleList) else [item]
             parts += [(part, m) for m in pieces if not isinstance(m, nn.Identity)]
-    return parts + [("out", unet.norm_out), ("out", unet.conv_out)]
+    parts += [("out", unet.norm_out), ("out", unet.conv_out)]
+    return parts + ([("tail", unet.tail)] if getattr(unet, "tail", None) is not None else [])
 
 
-def profile(size: str, resolution: int | None, batch: int, iters: int, device: str) -> str:
+def profile(
+    preset: str, resolution: int | None, batch: int, iters: int, device: str
+) -> str:  # fmt: skip
     """A markdown table: stage, resolution, GFLOP per image, ms per image, share of the time."""
-    cfg = get_preset(f"dgae-{size}")
+    cfg = get_preset(preset)
     res = resolution or cfg.data.resolution
     side = res // cfg.model.downsample_factor
     torch.manual_seed(0)
@@ -101,12 +110,17 @@ def profile(size: str, resolution: int | None, batch: int, iters: int, device: s
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
+    p.add_argument("--family", default="dgae", help="dgae (the default decoder) or dgae-unet")
     p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--iters", type=int, default=5, help="timed decodes (after one warm-up)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    print(profile(args.size, args.resolution, args.batch_size, args.iters, args.device))
+    print(
+        profile(
+            f"{args.family}-{args.size}", args.resolution, args.batch_size, args.iters, args.device
+        )
+    )
 
 
 if __name__ == "__main__":

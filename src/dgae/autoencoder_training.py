@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dgae.autoencoder import Autoencoder
 from dgae.bottleneck import RunningMoments
-from dgae.config import ExperimentConfig, load_json, save_json, to_dict
+from dgae.config import AutoencoderConfig, ExperimentConfig, load_json, resolved, save_json, to_dict
 from dgae.data.datasets import Batch, collate
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range, to_uint8
@@ -148,7 +148,8 @@ def check_resume_config(run_dir: Path, cfg: ExperimentConfig, force: bool = Fals
     if not path.exists():
         return
     recorded = json.loads(path.read_text())
-    old, new = recorded.get("model", {}), to_dict(cfg)["model"]
+    old = resolved(AutoencoderConfig, recorded.get("model", {}))
+    new = to_dict(cfg)["model"]
     diff = sorted(f"model.{k}" for k in set(old) | set(new) if old.get(k) != new.get(k))
     if diff:
         raise ValueError(

@@ -12,8 +12,7 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgae.config import BaselineDecoderConfig
-from dgae.encoder import level_channels
+from dgae.config import BaselineDecoderConfig, level_channels
 from dgae.nn import AttentionBlock, ResBlock, Upsample, checkpointed, group_norm
 from dgae.tiling import tiled_from_latent, tiling_overlap
 
@@ -24,11 +23,18 @@ class OnePassDecoder(nn.Module):
     is_diffusion = False
 
     def __init__(
-        self, cfg: BaselineDecoderConfig, latent_channels: int, downsample_factor: int
+        self,
+        cfg: BaselineDecoderConfig,
+        latent_channels: int,
+        downsample_factor: int,
+        out_patch: int = 1,
     ) -> None:
         super().__init__()
         levels = int(math.log2(downsample_factor)) + 1
-        self.factor = downsample_factor
+        self.factor, self.patch = downsample_factor, out_patch
+        # out_patch p > 1 stops at 1/p resolution (the finest log2 p levels are left out) and
+        # emits each p x p patch of the image as channels (the trunk of dgae/trunk.py)
+        first = int(math.log2(out_patch))
         chans = level_channels(cfg.base_channels, cfg.channel_mult, levels)
         ch = chans[-1]
         self.conv_in = nn.Conv2d(latent_channels, ch, 3, padding=1)
@@ -38,14 +44,15 @@ class OnePassDecoder(nn.Module):
             ResBlock(ch, ch),
         )
         self.up = nn.ModuleList()
-        for i in reversed(range(levels)):
+        for i in reversed(range(first, levels)):
             for _ in range(cfg.num_res_blocks + 1):
                 self.up.append(ResBlock(ch, chans[i]))
                 ch = chans[i]
-            if i > 0:
+            if i > first:
                 self.up.append(Upsample(ch))
+        self.feature_channels = ch
         self.norm_out = group_norm(ch)
-        self.conv_out = nn.Conv2d(ch, 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, 3 * out_patch**2, 3, padding=1)
         self.gradient_checkpointing = False
 
     @property
@@ -53,11 +60,19 @@ class OnePassDecoder(nn.Module):
         """Weight of the output conv: the adaptive GAN weight balances gradients here."""
         return self.conv_out.weight
 
-    def forward(self, z: Tensor) -> Tensor:
+    def features(self, z: Tensor) -> Tensor:
+        """z (B, c, h, w) -> the last features (B, feature_channels, H/p, W/p)."""
         h = self.mid(self.conv_in(z))  # (B, C_last, h, w)
         for layer in self.up:
             h = checkpointed(layer, h, enabled=self.gradient_checkpointing)
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, H, W)
+        return h
+
+    def to_image(self, h: Tensor) -> Tensor:
+        """Features (B, feature_channels, H/p, W/p) -> image (B, 3, H, W)."""
+        return F.pixel_shuffle(self.conv_out(F.silu(self.norm_out(h))), self.patch)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.to_image(self.features(z))  # (B, 3, H, W)
 
     def decode(
         self,

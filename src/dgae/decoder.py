@@ -5,6 +5,9 @@ the input; with ``inject_z_every_level`` it is also added (1x1 projection, resiz
 level) inside every residual block, so the deep levels see z without relying on the input path.
 With ``prior_head`` a one-pass decoder predicts x_bar(z) and the diffusion runs on the residual
 x - x_bar (x_bar is a further input of the U-Net); decoding returns x_bar + the sampled residual.
+The ``trunk`` architecture (dgae/trunk.py) replaces the U-Net by a light per-step network on the
+head's features; both are driven here through the head's *context* (B, 3 + C, H, W): x_bar in
+channels 0-2, then any features the denoiser shares.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dgae.nn import (
 )
 from dgae.random import Generator, randn
 from dgae.tiling import latent_slices, tiled, tiled_from_latent, tiling_overlap
+from dgae.trunk import TrunkDenoiser, TrunkHead
 
 
 class UNet(nn.Module):
@@ -135,26 +139,36 @@ class DiffusionDecoder(nn.Module):
         self.cfg = diffusion
         self.path = get_path(diffusion.path)
         self.factor = downsample_factor
-        self.unet = UNet(unet, latent_channels)
         if unet.prior_head and head is None:
             raise ValueError("UNetConfig.prior_head needs the head's BaselineDecoderConfig")
-        self.head = (
-            OnePassDecoder(head, latent_channels, downsample_factor) if unet.prior_head else None
-        )
+        self.head: OnePassDecoder | None = None
+        if unet.architecture == "trunk":
+            self.head = TrunkHead(head, latent_channels, downsample_factor, unet.patch_size)
+            self.unet = TrunkDenoiser(unet, latent_channels, self.head.context_channels)
+        else:
+            if unet.prior_head:
+                self.head = OnePassDecoder(head, latent_channels, downsample_factor)
+            self.unet = UNet(unet, latent_channels)
+
+    def context(self, z: Tensor) -> Tensor | None:
+        """The head's output (B, 3 + C, H, W): x_bar(z) then shared features; None without a
+        head."""
+        return None if self.head is None else self.head(z).float()
 
     def prior(self, z: Tensor) -> Tensor | None:
         """The one-pass head's image x_bar(z) (B, 3, H, W), or None without a head."""
-        return None if self.head is None else self.head(z).float()
+        context = self.context(z)
+        return None if context is None else context[:, :3]
 
-    def _network(self, z: Tensor, prior: Tensor | None):
-        return lambda x_t, t: self.unet(x_t, t, z, prior)
+    def _network(self, z: Tensor, context: Tensor | None):
+        return lambda x_t, t: self.unet(x_t, t, z, context)
 
-    def _tiled_network(self, z: Tensor, prior: Tensor | None, tile: int, overlap: int):
+    def _tiled_network(self, z: Tensor, context: Tensor | None, tile: int, overlap: int):
         f = self.factor
 
         def network(x_t: Tensor, t: Tensor) -> Tensor:
             def one(rows: slice, cols: slice) -> Tensor:
-                p = None if prior is None else prior[..., rows, cols]
+                p = None if context is None else context[..., rows, cols]
                 return self.unet(
                     x_t[..., rows, cols], t, z[(..., *latent_slices(rows, cols, f))], p
                 )
@@ -163,24 +177,29 @@ class DiffusionDecoder(nn.Module):
 
         return network
 
-    def predict(self, x_t: Tensor, t: Tensor, z: Tensor, prior: Tensor | None = None) -> Prediction:
+    def predict(
+        self, x_t: Tensor, t: Tensor, z: Tensor, context: Tensor | None = None
+    ) -> Prediction:
         """Denoise: x_t (B, 3, H, W), t (B,), z (B, c, h, w) -> (x0_hat, eps_hat); with a head,
-        x_t and x0_hat are residuals to ``prior`` (default: the head's output)."""
-        if self.head is not None and prior is None:
-            prior = self.prior(z)
-        return as_denoiser(self._network(z, prior), self.cfg, self.path)(x_t, t)
+        x_t and x0_hat are residuals to the prior image in ``context`` (default: the head's)."""
+        if self.head is not None and context is None:
+            context = self.context(z)
+        return as_denoiser(self._network(z, context), self.cfg, self.path)(x_t, t)
 
     def denoising_loss(
         self, x: Tensor, z: Tensor, generator: Generator = None
     ) -> tuple[DenoisingLoss, Tensor | None]:
         """The diffusion loss on images x (B, 3, H, W) given latents z (B, c, h, w), and the
         head's x_bar (None without a head). ``pred.x0`` is always the full image estimate."""
-        prior = self.prior(z)
-        if prior is None:
+        context = self.context(z)
+        if context is None:
             return denoising_loss(self._network(z, None), x, self.cfg, self.path, generator), None
-        # the residual target does not train the head (its own loss does); x0_hat adds it back
+        # the residual target does not train the head's image (its own loss does); x0_hat adds
+        # it back. Shared features (the trunk's) are trained by the diffusion loss too.
+        prior = context[:, :3]
         anchor = prior.detach()
-        res = denoising_loss(self._network(z, anchor), x - anchor, self.cfg, self.path, generator)
+        network = self._network(z, torch.cat([anchor, context[:, 3:]], dim=1))
+        res = denoising_loss(network, x - anchor, self.cfg, self.path, generator)
         pred = Prediction(res.pred.x0 + prior, res.pred.eps)
         return DenoisingLoss(res.loss, pred, res.t), prior
 
@@ -210,12 +229,12 @@ class DiffusionDecoder(nn.Module):
         noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
         overlap = tiling_overlap(tile, overlap, h * self.factor, w * self.factor, self.factor)
         if overlap is None:
-            prior = self.prior(z)
-            network = self._network(z, prior)
+            context = self.context(z)
+            network = self._network(z, context)
         else:
-            prior = (None if self.head is None
-                     else tiled_from_latent(self.head, z, self.factor, tile, overlap))  # fmt: skip
-            network = self._tiled_network(z, prior, tile, overlap)
+            context = (None if self.head is None
+                       else tiled_from_latent(self.head, z, self.factor, tile, overlap))  # fmt: skip
+            network = self._tiled_network(z, context, tile, overlap)
         x = sample(
             as_denoiser(network, self.cfg, self.path),
             noise,
@@ -226,4 +245,4 @@ class DiffusionDecoder(nn.Module):
             shift=self.cfg.sample_shift if shift is None else shift,
             t_max=self.cfg.t_max,
         )
-        return (x if prior is None else prior + x).clamp(-1.0, 1.0)
+        return (x if context is None else context[:, :3] + x).clamp(-1.0, 1.0)

@@ -7,13 +7,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dgae.config import EncoderConfig
+from dgae.config import EncoderConfig, level_channels
 from dgae.nn import AttentionBlock, Downsample, ResBlock, checkpointed, group_norm
-
-
-def level_channels(base: int, mult: tuple[int, ...], levels: int) -> list[int]:
-    """Width of each of ``levels`` levels; the last multiplier repeats when ``mult`` is short."""
-    return [base * mult[min(i, len(mult) - 1)] for i in range(levels)]
 
 
 class Encoder(nn.Module):

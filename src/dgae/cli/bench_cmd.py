@@ -13,6 +13,9 @@ from dgae.cli.common import AddCommand, pick_device
 def register(add_command: AddCommand) -> None:
     p = add_command("bench", help="encode/decode/train throughput of DGAE vs its baseline")
     p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
+    p.add_argument("--dgae", default="dgae", metavar="FAMILY",
+                   help="the DGAE presets to time: dgae (the default decoder) or dgae-unet "
+                   "(the U-Net option)")  # fmt: skip
     p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", default="1,2,4,8", help="decoder NFEs to time")
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     steps = parse_steps(args.steps)
-    cfgs = {kind: get_preset(f"{kind}-{args.size}") for kind in ("dgae", "baseline")}
+    cfgs = {"dgae": get_preset(f"{args.dgae}-{args.size}"),
+            "baseline": get_preset(f"baseline-{args.size}")}  # fmt: skip
     cfgs["dgae"] = apply_overrides(cfgs["dgae"], args.overrides)
     cfgs["dgae"].validate()
     res = args.resolution or cfgs["dgae"].data.resolution
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     changed = f" (DGAE with {' '.join(args.overrides)})" if args.overrides else ""
-    head = (f"dgae bench: {args.size} presets{changed} at {res}px, batch {args.batch_size}, "
+    head = (f"dgae bench: {args.dgae}-{args.size} vs baseline-{args.size}{changed} at {res}px, batch {args.batch_size}, "
             f"{'bf16' if args.bf16 else 'fp32'}"
             f"{', channels-last' if args.channels_last else ''}"
             f"{', torch.compile' if args.compile else ''}, {card}, median of {args.repeats}\n\n")  # fmt: skip

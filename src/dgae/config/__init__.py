@@ -7,6 +7,7 @@ from dgae.config.io import (
     from_dict,
     json_copy,
     load_json,
+    resolved,
     save_json,
     to_dict,
     valid_keys,
@@ -19,6 +20,7 @@ from dgae.config.schema import (
     ConfigError,
     DataConfig,
     DecoderKind,
+    DenoiserName,
     DiffusionConfig,
     DiTConfig,
     EncoderConfig,
@@ -42,9 +44,13 @@ from dgae.config.schema import (
     check_choice,
     check_choices,
     choices,
+    level_channels,
 )
 
 __all__ = [
+    "resolved",
+    "DenoiserName",
+    "level_channels",
     "LossSpaceName",
     "TimeSamplingName",
     "SpacingName",

@@ -80,6 +80,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     return cls(**kwargs)
 
 
+def resolved(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a config dict as once written) as the current schema reads it: fields added
+    since take their defaults, so a record compares equal to the config it still means."""
+    return to_dict(from_dict(cls, data))
+
+
 def save_json(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
 

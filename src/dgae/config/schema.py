@@ -21,6 +21,7 @@ SamplerName = Literal["euler", "heun", "ddim"]
 SpacingName = Literal["linear", "quadratic"]
 DecoderKind = Literal["dgae", "baseline"]
 ZInjectionName = Literal["pre_norm", "post_norm"]
+DenoiserName = Literal["unet", "trunk"]
 PerceptualName = Literal["st-lpips-vgg", "st-lpips-alex", "lpips-vgg", "tiny-random", "none"]
 PerceptualTimeWeight = Literal["none", "one_minus_t"]
 PixelLossName = Literal["l1", "l2"]
@@ -96,6 +97,14 @@ class UNetConfig:
     image x_bar(z), trained like the baseline; the diffusion then models only the residual
     x - x_bar given z and x_bar, so one decoder evaluation from pure noise starts where a
     one-pass decoder ends and further steps add the detail z does not carry.
+
+    ``architecture``: ``unet`` is the ADM U-Net above, a full network over the image at every
+    step. ``trunk`` shares the prior head's work instead (it needs ``prior_head``): the head
+    stops at 1/``patch_size`` of the image resolution, where its features (computed once per
+    decode, independent of t) and its image x_bar feed ``num_res_blocks`` time-modulated
+    residual blocks of width ``base_channels`` on p x p patches of x_t, the only per-step
+    network; ``channel_mult`` and ``attention_levels`` do not apply (dgae/trunk.py).
+    ``tail_channels`` > 0 adds two convolutions of that width at full resolution after them.
     """
 
     base_channels: int = 128
@@ -108,6 +117,14 @@ class UNetConfig:
     z_injection: ZInjectionName = "pre_norm"
     prior_head: bool = False
     patch_size: int = 1
+    architecture: DenoiserName = "unet"
+    tail_channels: int = 0
+
+
+def level_channels(base: int, mult: tuple[int, ...], levels: int) -> list[int]:
+    """Width of each of ``levels`` levels (0 = full resolution) of the encoder and the one-pass
+    decoder; the last multiplier repeats when ``mult`` is short."""
+    return [base * mult[min(i, len(mult) - 1)] for i in range(levels)]
 
 
 @dataclass
@@ -192,6 +209,10 @@ class AutoencoderConfig:
         if self.latent_channels < 1:
             raise ConfigError(f"model.latent_channels={self.latent_channels}; expected >= 1")
         check_choices(self.decoder, "model.decoder")
+        if self.decoder.architecture == "trunk":
+            self._validate_trunk()
+            self.diffusion.validate()
+            return
         reach = self.decoder.patch_size * 2 ** (len(self.decoder.channel_mult) - 1)
         if self.decoder.patch_size < 1 or self.downsample_factor % reach:
             raise ConfigError(
@@ -207,6 +228,27 @@ class AutoencoderConfig:
                 f"model.decoder.attention_levels has {bad}; expected level indices in [0, {levels})"
             )
         self.diffusion.validate()
+
+    def _validate_trunk(self) -> None:
+        d, p = self.decoder, self.decoder.patch_size
+        if not d.prior_head:
+            raise ConfigError(
+                "model.decoder.architecture=trunk denoises on the prior head's features; "
+                "set model.decoder.prior_head=true"
+            )
+        if p < 1 or p & (p - 1) or self.downsample_factor % p:
+            raise ConfigError(
+                f"model.decoder.patch_size={p}; the trunk architecture needs a power of two "
+                f"dividing model.downsample_factor={self.downsample_factor}"
+            )
+        head = self.baseline_decoder
+        levels = self.downsample_factor.bit_length()  # log2(f) + 1
+        width = level_channels(head.base_channels, head.channel_mult, levels)[p.bit_length() - 1]
+        if width % (p * p):
+            raise ConfigError(
+                f"model.baseline_decoder's width at 1/{p} resolution ({width}) must be a "
+                f"multiple of patch_size**2={p * p} (its features are pixel-shuffled)"
+            )
 
 
 @dataclass

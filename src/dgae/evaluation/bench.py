@@ -18,8 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dgae.autoencoder import Autoencoder
-from dgae.config import ExperimentConfig
-from dgae.encoder import level_channels
+from dgae.config import ExperimentConfig, level_channels
 from dgae.losses import build_objective
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "4090": 165.0}

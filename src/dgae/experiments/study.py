@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dgae.autoencoder_training import train_autoencoder
-from dgae.config import ExperimentConfig, apply_overrides, get_preset, to_dict
+from dgae.config import ExperimentConfig, apply_overrides, get_preset, resolved, to_dict
 from dgae.data.builtin import training_photos
 from dgae.data.loader import build_dataset
 from dgae.evaluation.models import DgaeModel
@@ -34,6 +34,12 @@ from dgae.training.distributed import DistInfo
 # other setting is the preset's
 # (``dgae-head-*`` arms are the ablations: one change each from ``dgae-head``)
 HEAD = "model.decoder.prior_head=true"
+TRUNK = (
+    "model.decoder.architecture=trunk",
+    "model.decoder.patch_size=2",
+    "model.decoder.base_channels=64",
+    "model.decoder.attention_levels=()",
+)
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("baseline", ()),
     "dgae": ("dgae", ("model.decoder.prior_head=false",)),
@@ -52,6 +58,14 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
             "model.decoder.channel_mult=(2,2)",
             "model.decoder.attention_levels=(1,)",
         ),
+    ),  # fmt: skip
+    # the trunk decoder (dgae/trunk.py): the head's features shared with a light per-step
+    # network of 2 (3) residual blocks at 1/2 resolution
+    "dgae-trunk": ("dgae", (HEAD, *TRUNK, "model.decoder.num_res_blocks=2")),
+    "dgae-trunk3": ("dgae", (HEAD, *TRUNK, "model.decoder.num_res_blocks=3")),
+    "dgae-trunk-tail": (
+        "dgae",
+        (HEAD, *TRUNK, "model.decoder.num_res_blocks=2", "model.decoder.tail_channels=16"),
     ),  # fmt: skip
 }
 
@@ -160,6 +174,7 @@ def run_cell(
     done = folder / "result.json"
     if done.exists():
         result = json.loads(done.read_text())
+        result["config"] = resolved(ExperimentConfig, result["config"])
         if {k: result[k] for k in record} == record:
             return result
     folder.mkdir(parents=True, exist_ok=True)

@@ -44,20 +44,32 @@ class _Objective(nn.Module):
         diff = rec - x
         return diff.abs().mean() if self.cfg.pixel_loss == "l1" else diff.pow(2).mean()
 
-    def reconstruction_term(self, x: Tensor, rec: Tensor) -> Tensor:
-        """The one-pass reconstruction loss lambda_pix pixel + lambda_P P (the baseline's)."""
-        perceptual = self.perceptual_term(x, rec)
+    def reconstruction_term(
+        self, x: Tensor, rec: Tensor, perceptual: Tensor | None = None
+    ) -> Tensor:
+        """The one-pass reconstruction loss lambda_pix pixel + lambda_P P (the baseline's);
+        ``perceptual``: P already computed (a scalar)."""
+        perceptual = self.perceptual_term(x, rec) if perceptual is None else perceptual
         return (
             self.cfg.pixel_weight * self.pixel_term(x, rec)
             + self.cfg.perceptual_weight * perceptual
         )
 
+    def perceptual_terms(
+        self, x: Tensor, *x_hats: Tensor, weight: Tensor | None = None
+    ) -> list[Tensor]:
+        """Mean perceptual distance of each of ``x_hats`` to ``x`` (the first weighted per sample
+        by ``weight``), one pass of the perceptual network over all; 0 when disabled."""
+        if self.perceptual is None or self.cfg.perceptual_weight == 0:
+            return [x.new_zeros(()) for _ in x_hats]
+        ds = self.perceptual.against(x.float(), *(y.float() for y in x_hats))  # each (B,)
+        if weight is not None:
+            ds[0] = weight * ds[0]
+        return [d.mean() for d in ds]
+
     def perceptual_term(self, x: Tensor, x_hat: Tensor, weight: Tensor | None = None) -> Tensor:
         """Mean of (optionally per-sample weighted) perceptual distances; 0 when disabled."""
-        if self.perceptual is None or self.cfg.perceptual_weight == 0:
-            return x.new_zeros(())
-        d = self.perceptual(x.float(), x_hat.float())  # (B,)
-        return (d if weight is None else weight * d).mean()
+        return self.perceptual_terms(x, x_hat, weight=weight)[0]
 
 
 class DGAEObjective(_Objective):
@@ -72,12 +84,14 @@ class DGAEObjective(_Objective):
         reliability = model.decoder.x0_weight(t)  # eps-prediction: x0_hat amplifies errors
         if reliability is not None:
             weight = reliability if weight is None else weight * reliability
-        perceptual = self.perceptual_term(x, pred.x0, weight)
+        # the head's perceptual term shares the perceptual network's pass over x and x0_hat
+        perceptual, *head = self.perceptual_terms(x, pred.x0, *([] if prior is None else [prior]),
+                                                  weight=weight)  # fmt: skip
         kl = kl_per_element(posterior, x)
         loss = diffusion + self.cfg.perceptual_weight * perceptual + self.cfg.kl_weight * kl
         terms = {"diffusion": diffusion, "perceptual": perceptual, "kl": kl}
         if prior is not None:  # the one-pass head is trained like the baseline decoder
-            terms["head"] = self.reconstruction_term(x, prior)
+            terms["head"] = self.reconstruction_term(x, prior, head[0])
             loss = loss + terms["head"]
         return {"loss": loss, **terms}
 

@@ -116,13 +116,18 @@ class LPIPS(nn.Module):
         return taps
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        feats = self._taps(torch.cat([x, y]))  # each (2B, C_l, H_l, W_l)
-        total = x.new_zeros(x.shape[0])
+        return self.against(x, y)[0]
+
+    def against(self, x: Tensor, *ys: Tensor) -> list[Tensor]:
+        """Distances (B,) of each image batch in ``ys`` to the reference ``x``, from one pass of
+        the network over all of them (the reference's features are computed once)."""
+        feats = self._taps(torch.cat([x, *ys]))  # each ((1 + len(ys)) B, C_l, H_l, W_l)
+        totals = [x.new_zeros(x.shape[0]) for _ in ys]
         for head, f in zip(self.heads, feats, strict=True):
-            f = f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
-            fx, fy = f.chunk(2)
-            total = total + head((fx - fy).pow(2)).mean(dim=(1, 2, 3))
-        return total
+            fx, *fys = (f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)).chunk(1 + len(ys))
+            for k, fy in enumerate(fys):
+                totals[k] = totals[k] + head((fx - fy).pow(2)).mean(dim=(1, 2, 3))
+        return totals
 
 
 def _load(path) -> dict[str, Tensor]:

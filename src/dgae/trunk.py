@@ -1,0 +1,90 @@
+"""The ``trunk`` diffusion decoder: the prior head's features are shared with the denoiser.
+
+The U-Net decoder pays for the image twice: the prior head is a whole one-pass decoder, and
+the U-Net re-encodes its output at every step, the full-resolution levels costing most
+(docs/benchmarks.md, "Where a decode spends its time"). Here the head (a one-pass decoder that
+stops at 1/p of the image resolution) runs once per decode, independent of t, and emits its
+image x_bar(z) with its last features; the only per-step network is a stack of time-modulated
+residual blocks on p x p patches of x_t, x_bar and those features (the "less work at full
+resolution, adaptive norm driven by t, z injected in every block" of issue 11, SSDD-like in
+spirit: the expensive part of the decoder is shared by all steps).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dgae.baseline import OnePassDecoder
+from dgae.config import BaselineDecoderConfig, UNetConfig
+from dgae.nn import ResBlock, checkpointed, group_norm, resize_map, timestep_embedding
+
+
+class TrunkHead(OnePassDecoder):
+    """z (B, c, h, w) -> context (B, 3 + C/p^2, H, W): channels 0-2 are the prior image x_bar,
+    the rest the head's last features (B, C, H/p, W/p) pixel-shuffled to full resolution, so
+    that tiling and cropping treat the whole context as an image."""
+
+    def __init__(
+        self, cfg: BaselineDecoderConfig, latent_channels: int, downsample_factor: int, patch: int
+    ) -> None:
+        super().__init__(cfg, latent_channels, downsample_factor, out_patch=patch)
+        self.context_channels = 3 + self.feature_channels // patch**2
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.features(z)  # (B, C, H/p, W/p)
+        return torch.cat([self.to_image(h), F.pixel_shuffle(h, self.patch)], dim=1)
+
+
+class TrunkDenoiser(nn.Module):
+    """(x_t (B, 3, H, W), t (B,), z (B, c, h, w), context (B, 3 + C/p^2, H, W)) -> output
+    (B, 3, H, W): ``num_res_blocks`` residual blocks at H/p, adaptive GroupNorm from t, a 1x1
+    projection of z added in each (the U-Net's ``inject_z_every_level``)."""
+
+    def __init__(self, cfg: UNetConfig, latent_channels: int, context_channels: int) -> None:
+        super().__init__()
+        width, p = cfg.base_channels, cfg.patch_size
+        self.patch, emb_ch = p, 4 * width
+        self.time_embed = nn.Sequential(
+            nn.Linear(width, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
+        )
+        cond = latent_channels if cfg.inject_z_every_level else 0
+        # x_t's and the context's patches; z (nearest-upsampled) enters through the blocks
+        self.conv_in = nn.Conv2d((3 + context_channels) * p * p, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            ResBlock(width, width, emb_ch, cond, cfg.dropout, True,
+                     cond_after_norm=cfg.z_injection == "post_norm")
+            for _ in range(cfg.num_res_blocks)
+        )  # fmt: skip
+        self.norm_out = group_norm(width)
+        tail = cfg.tail_channels
+        self.conv_out = nn.Conv2d(width, (tail or 3) * p * p, 3, padding=1)
+        # the tail: two narrow convolutions at full resolution over the pixel-shuffled output,
+        # x_t and x_bar, so neighbouring pixels are no longer computed by separate weights of one
+        # patch site (a periodic 2x2 texture without it, docs/benchmarks.md)
+        self.tail = (
+            nn.Sequential(
+                nn.Conv2d(tail + 6, tail, 3, padding=1), nn.SiLU(), nn.Conv2d(tail, 3, 3, padding=1)
+            )
+            if tail
+            else None
+        )
+        last = self.conv_out if self.tail is None else self.tail[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.inject = bool(cond)
+        self.gradient_checkpointing = False
+
+    def forward(self, x_t: Tensor, t: Tensor, z: Tensor, context: Tensor) -> Tensor:
+        emb = self.time_embed(timestep_embedding(t, self.conv_in.out_channels))  # (B, 4 width)
+        inputs = torch.cat([x_t, context.to(x_t.dtype)], dim=1)  # (B, 3 + C_ctx, H, W)
+        h = self.conv_in(F.pixel_unshuffle(inputs, self.patch))  # (B, width, H/p, W/p)
+        cond = resize_map(z.to(x_t.dtype), tuple(h.shape[-2:])) if self.inject else None
+        for block in self.blocks:
+            h = checkpointed(block, h, emb, cond, enabled=self.gradient_checkpointing)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, (tail or 3) p^2, H/p, W/p)
+        out = F.pixel_shuffle(out, self.patch)  # (B, tail or 3, H, W)
+        if self.tail is None:
+            return out
+        return self.tail(torch.cat([out, x_t, inputs[:, 3:6]], dim=1))  # (B, 3, H, W)
