@@ -17,19 +17,25 @@ $py -c "import torch; p = torch.cuda.get_device_properties(0); print(f'{p.name},
 
 bench() {  # bench NAME [DGAE overrides...]
     local name=$1; shift
-    timeout 200 $py -m dgae bench --size B --bf16 --resolution 256 --batch-size 32 --steps 1,2,4 \
+    timeout 150 $py -m dgae bench --size B --bf16 --resolution 256 --batch-size 32 --steps 1,2,4 \
         --repeats 3 --iters 3 --device cuda --out "$work/$name" "$@"
     cp "$work/$name/bench.md" "$out/$name.md"
 }
 bench bench-B
-bench bench-B-unet --dgae dgae-unet --no-peer
+bench bench-B-unet --dgae dgae-unet --no-peer --batch-size 16  # the U-Net step needs > 80 GB at 32
 
+# the trainer on real data (each run's own wall clock and startup included): on the one H100
+# this ran on, neither run logged within its time limit (docs/benchmarks.md, "GPU"), so a run
+# that does not finish is reported, not fatal
 for kind in dgae baseline; do
-    timeout 150 $py -m dgae train --preset "$kind-B" --data photos --out "$work/train-$kind" \
-        --device cuda --no-progress train.total_steps=60 train.batch_size=32 \
-        train.precision=bf16 train.log_every=10 train.sample_every=60 train.checkpoint_every=60 \
-        train.stats_images=64
-    cp "$work/train-$kind/metrics.jsonl" "$out/train-$kind-B.jsonl"
+    if timeout 110 $py -m dgae train --preset "$kind-B" --data photos --out "$work/train-$kind" \
+        --device cuda train.total_steps=60 train.batch_size=32 train.precision=bf16 \
+        train.log_every=10 train.sample_every=60 train.checkpoint_every=60 train.stats_images=64
+    then
+        cp "$work/train-$kind/metrics.jsonl" "$out/train-$kind-B.jsonl"
+    else
+        echo "$kind-B: the 60-step training run did not finish in 110 s" | tee -a "$out/train-failed.txt"
+    fi
 done
 
 $py - "$out" <<'PY'
@@ -38,15 +44,19 @@ from pathlib import Path
 out = Path(sys.argv[1])
 
 def rate(kind):
-    rows = [json.loads(l) for l in (out / f"train-{kind}-B.jsonl").read_text().splitlines() if l.strip()]
+    path = out / f"train-{kind}-B.jsonl"
+    if not path.exists():
+        return None
+    rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
     rates = [r["images_per_s"] for r in rows if r.get("images_per_s")][1:]  # first window warms up
-    return statistics.median(rates), len(rates)
+    return statistics.median(rates) if rates else None
 
-(d, n), (b, _) = rate("dgae"), rate("baseline")
+d, b = rate("dgae"), rate("baseline")
+train = (f"dgae-B {d:.1f} img/s, baseline-B {b:.1f} img/s, ratio {d / b:.3f}" if d and b
+         else "did not finish (see train-failed.txt); the bench's train_step rows are the measure")
 text = (f"# GPU check: {(out / 'gpu.txt').read_text().strip()}\n\n"
         + (out / "bench-B.md").read_text() + "\n" + (out / "bench-B-unet.md").read_text()
-        + f"\n\nTraining at 256², batch 32, bf16 (median of {n} logged windows after the first): "
-          f"dgae-B {d:.1f} img/s, baseline-B {b:.1f} img/s, ratio {d / b:.3f}\n")
+        + f"\n\nTrainer at 256², batch 32, bf16, on photos: {train}\n")
 (out / "summary.md").write_text(text)
 print(text)
 PY

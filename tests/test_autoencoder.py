@@ -76,7 +76,7 @@ def test_loading_refuses_pickle_and_mismatches(tiny_cfg, tmp_path, model):
         Autoencoder.from_pretrained(folder)
     model.save_pretrained(tmp_path / "ok")
     meta = json.loads((tmp_path / "ok" / "config.json").read_text())
-    meta["model"]["decoder"]["base_channels"] = 16
+    meta["model"]["decoder"]["base_channels"] += 8
     (tmp_path / "ok" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="does not match"):
         Autoencoder.from_pretrained(tmp_path / "ok")
@@ -186,10 +186,11 @@ def test_sliced_decoding_equals_one_pass(model):
         model.decode(z, max_batch=0)
 
 
+@pytest.mark.parametrize("family", ["dgae", "dgae-unet"])  # the trunk default and the U-Net
 @pytest.mark.parametrize("size", ["tiny", "small", "S", "B"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_decode_is_finite_and_close_on_the_ladder(size, dtype):
-    cfg = get_preset(f"dgae-{size}").model
+def test_low_precision_decode_is_finite_and_close_on_the_ladder(family, size, dtype):
+    cfg = get_preset(f"{family}-{size}").model
     torch.manual_seed(0)
     model = build_autoencoder(cfg).eval()
     with torch.no_grad():  # random weights everywhere (zero-initialised layers included)
@@ -205,7 +206,7 @@ def test_low_precision_decode_is_finite_and_close_on_the_ladder(size, dtype):
 
 
 def test_patchified_unet_decodes_every_size_and_refuses_what_cannot_fit():
-    cfg = apply_overrides(get_preset("dgae-tiny").model,
+    cfg = apply_overrides(get_preset("dgae-unet-tiny").model,
                           ["decoder.patch_size=2", "decoder.channel_mult=(2,)",
                            "decoder.attention_levels=(0,)"])  # fmt: skip
     model = build_autoencoder(cfg).eval()
@@ -216,7 +217,7 @@ def test_patchified_unet_decodes_every_size_and_refuses_what_cannot_fit():
     # a pixel shuffle of the prediction: neighbouring output pixels come from one U-Net site
     assert model.decoder.unet.conv_out.out_channels == 3 * 4
     with pytest.raises(ConfigError, match="patch_size=4 with 2 U-Net levels downsamples by 8"):
-        apply_overrides(get_preset("dgae-tiny").model, ["decoder.patch_size=4"]).validate()
+        apply_overrides(get_preset("dgae-unet-tiny").model, ["decoder.patch_size=4"]).validate()
 
 
 def test_compiled_decode_equals_eager_decode():

@@ -25,14 +25,21 @@ def test_claims_follow_the_table():
     assert best["nfe"] == 2  # the best perceptual distance picks the row
     assert wins == ["perceptual"] and losses == ["psnr", "ssim", "rfid", "kid"]
     text = claims([dgae, same, wide])
-    assert "same latent: **holds in part**" in text
+    assert "dgae beats the one-pass decoder on the same latent: **holds in part**" in text
     assert "2x larger latent: **holds** (better on psnr, ssim, perceptual, rfid, kid" in text
+    assert "dgae at 1 NFE takes 2.00x the same-latent baseline's evaluation time" in text
     assert "no claim checked" in claims([dgae])
+    # every DGAE model before the two baselines gets its own claims
+    unet = _eval("dgae-unet", [(1, 21.0, 0.6, 0.20, 90.0, 0.05, 0.03)])
+    text = claims([dgae, unet, same, wide])
+    assert "dgae-unet beats the one-pass decoder on the same latent: **holds**" in text
+    assert "dgae-unet at 1 NFE takes 3.00x" in text
 
 
 def test_demo_end_to_end(tmp_path):
     models = tmp_path / "models"
     for name, preset, over in (("dgae-f4c2", "dgae-tiny", []),
+                               ("dgae-unet-f4c2", "dgae-unet-tiny", []),
                                ("baseline-f4c2", "baseline-tiny", []),
                                ("baseline-f4c4", "baseline-tiny", ["latent_channels=4"])):  # fmt: skip
         torch.manual_seed(0)
@@ -44,7 +51,8 @@ def test_demo_end_to_end(tmp_path):
     assert main([*args, "--models", str(models)]) == 0
     report = (out / "report.md").read_text()
     assert "| dgae-f4c2 | 1 | 1 |" in report and "| baseline-c2 | 1 | 1 |" in report
-    assert "DGAE matches the one-pass decoder with a 2x larger latent: **" in report
+    assert "dgae-f4c2 matches the one-pass decoder with a 2x larger latent: **" in report
+    assert "dgae-unet-f4c2 beats the one-pass decoder on the same latent: **" in report
     assert (out / "shipped_reconstructions.png").exists() and (out / "reconstructions.png").exists()
     # without the shipped models the fresh pair still runs (resumed here) and the report says so
     assert main([*args, "--models", str(tmp_path / "nowhere")]) == 0

@@ -257,12 +257,13 @@ def test_decoder_profile_covers_the_whole_decode():
     spec = importlib.util.spec_from_file_location("profile_decoder", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    table = mod.profile("tiny", 16, 2, 1, "cpu")
-    assert "| head | 16x16 |" in table and "| mid | 8x8 |" in table
-    total = float(table.splitlines()[-1].split("|")[3])  # GFLOP/img of the stages together
-    torch.manual_seed(0)
-    model = build_autoencoder(get_preset("dgae-tiny").model).eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model.decode(torch.zeros(1, 2, 4, 4), num_steps=1)
-    # the stages hold every FLOP of a decode but the time embedding's few
-    assert abs(total - counter.get_total_flops() / 1e9) <= 0.02 * total + 1e-3
+    for family, stage in (("dgae-unet", "| mid | 8x8 |"), ("dgae", "| blocks | 8x8 |")):
+        table = mod.profile(f"{family}-tiny", 16, 2, 1, "cpu")
+        assert "| head | 16x16 |" in table and stage in table, table
+        total = float(table.splitlines()[-1].split("|")[3])  # GFLOP/img of the stages together
+        torch.manual_seed(0)
+        model = build_autoencoder(get_preset(f"{family}-tiny").model).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.decode(torch.zeros(1, 2, 4, 4), num_steps=1)
+        # the stages hold every FLOP of a decode but the time embedding's few
+        assert abs(total - counter.get_total_flops() / 1e9) <= 0.02 * total + 1e-3

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from dgae import build_autoencoder
-from dgae.config import ConfigError, DiffusionConfig, apply_overrides
+from dgae.config import ConfigError, DiffusionConfig, apply_overrides, get_preset
 from dgae.losses import BaselineObjective, DGAEObjective
 from dgae.losses.adversarial import (
     DiscriminatorLoss,
@@ -28,8 +28,11 @@ class FixedUNet(nn.Module):
 
 
 def _dgae(tiny_cfg, overrides=()):
-    # the diffusion terms on their own (the prior head's residual is tested in test_autoencoder)
-    cfg = apply_overrides(tiny_cfg, ["model.decoder.prior_head=false", *overrides])
+    # the diffusion terms on their own (the prior head's residual is tested in test_autoencoder):
+    # the U-Net decoder without its head (the trunk decoder needs the head)
+    cfg = apply_overrides(
+        get_preset("dgae-unet-tiny"), ["model.decoder.prior_head=false", *overrides]
+    )
     return cfg, build_autoencoder(cfg.model)
 
 
@@ -150,8 +153,11 @@ def test_eps_prediction_keeps_x0_losses_bounded(tiny_cfg, images, path):
     offset = torch.full_like(images, 0.1, requires_grad=True)
     unet = m.decoder.unet = FixedUNet(torch.zeros_like(images), offset)
 
-    def lp(x, y):  # a non-saturating stand-in for LPIPS: per-image MSE (B,)
-        return (x - y).pow(2).flatten(1).mean(1)
+    class MSEDistance:  # a non-saturating stand-in for LPIPS: per-image MSE (B,) to x
+        def against(self, x, *ys):
+            return [(x - y).pow(2).flatten(1).mean(1) for y in ys]
+
+    lp = MSEDistance()
 
     def perceptual_grad():
         out = DGAEObjective(cfg.loss, lp)(m, images, torch.Generator().manual_seed(0))

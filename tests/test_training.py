@@ -14,7 +14,7 @@ from PIL import Image
 import dgae.autoencoder_training as run_mod
 from dgae import Autoencoder
 from dgae.autoencoder_training import compute_latent_stats, train_autoencoder
-from dgae.config import apply_overrides, get_preset
+from dgae.config import apply_overrides, get_preset, to_dict
 from dgae.data.loader import build_dataset
 from dgae.data.transforms import to_model_range
 from dgae.training.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
@@ -236,6 +236,21 @@ def test_resume_with_another_model_is_refused(tmp_path):
     train_autoencoder(cfg("train.total_steps=1"), tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"model\.latent_channels differ"):
         train_autoencoder(cfg("model.latent_channels=3"), tmp_path, progress=False)
+
+
+def test_a_run_recorded_before_a_config_field_existed_still_resumes(tmp_path):
+    # a config.json written by an older dgae lacks fields added since (here the decoder's
+    # architecture, trunk width): they mean their defaults, so the same model is not "changed"
+    from dgae.autoencoder_training import check_resume_config
+
+    unet = get_preset("dgae-unet-tiny")
+    record = to_dict(unet)
+    for old_field in ("architecture", "full_res_channels"):
+        del record["model"]["decoder"][old_field]
+    (tmp_path / "config.json").write_text(json.dumps(record))
+    check_resume_config(tmp_path, unet)  # no error
+    with pytest.raises(ValueError, match=r"model\.decoder differ"):
+        check_resume_config(tmp_path, get_preset("dgae-trunk-tiny"))
 
 
 def test_unreadable_training_files_are_counted_and_listed(tmp_path, capsys):

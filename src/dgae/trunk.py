@@ -40,51 +40,60 @@ class TrunkHead(OnePassDecoder):
 class TrunkDenoiser(nn.Module):
     """(x_t (B, 3, H, W), t (B,), z (B, c, h, w), context (B, 3 + C/p^2, H, W)) -> output
     (B, 3, H, W): ``num_res_blocks`` residual blocks at H/p, adaptive GroupNorm from t, a 1x1
-    projection of z added in each (the U-Net's ``inject_z_every_level``)."""
+    projection of z added in each (the U-Net's ``inject_z_every_level``). With
+    ``full_res_channels`` T > 0 a narrow full-resolution level wraps them, as a two-level
+    U-Net: a stem and a block of width T before, and a block over [shuffled output, stem]
+    after, so neighbouring pixels are no longer computed by separate weights of one patch site
+    (the periodic 2x2 texture of the patch-only output)."""
 
     def __init__(self, cfg: UNetConfig, latent_channels: int, context_channels: int) -> None:
         super().__init__()
-        width, p = cfg.base_channels, cfg.patch_size
+        width, p, full = cfg.base_channels, cfg.patch_size, cfg.full_res_channels
         self.patch, emb_ch = p, 4 * width
         self.time_embed = nn.Sequential(
             nn.Linear(width, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch)
         )
         cond = latent_channels if cfg.inject_z_every_level else 0
+        after = cfg.z_injection == "post_norm"
+
+        def block(cin: int, cout: int) -> ResBlock:
+            return ResBlock(cin, cout, emb_ch, cond, cfg.dropout, True, cond_after_norm=after)
+
         # x_t's and the context's patches; z (nearest-upsampled) enters through the blocks
         self.conv_in = nn.Conv2d((3 + context_channels) * p * p, width, 3, padding=1)
-        self.blocks = nn.ModuleList(
-            ResBlock(width, width, emb_ch, cond, cfg.dropout, True,
-                     cond_after_norm=cfg.z_injection == "post_norm")
-            for _ in range(cfg.num_res_blocks)
-        )  # fmt: skip
+        self.blocks = nn.ModuleList(block(width, width) for _ in range(cfg.num_res_blocks))
         self.norm_out = group_norm(width)
-        tail = cfg.tail_channels
-        self.conv_out = nn.Conv2d(width, (tail or 3) * p * p, 3, padding=1)
-        # the tail: two narrow convolutions at full resolution over the pixel-shuffled output,
-        # x_t and x_bar, so neighbouring pixels are no longer computed by separate weights of one
-        # patch site (a periodic 2x2 texture without it, docs/benchmarks.md)
-        self.tail = (
-            nn.Sequential(
-                nn.Conv2d(tail + 6, tail, 3, padding=1), nn.SiLU(), nn.Conv2d(tail, 3, 3, padding=1)
-            )
-            if tail
-            else None
-        )
-        last = self.conv_out if self.tail is None else self.tail[-1]
+        self.conv_out = nn.Conv2d(width, (full or 3) * p * p, 3, padding=1)
+        self.full = None
+        if full:
+            self.full = nn.ModuleDict({
+                "stem": nn.Conv2d(3 + context_channels, full, 3, padding=1),
+                "down": block(full, full),
+                "up": block(2 * full, full),
+                "norm": group_norm(full),
+                "out": nn.Conv2d(full, 3, 3, padding=1),
+            })  # fmt: skip
+        last = self.conv_out if self.full is None else self.full["out"]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.inject = bool(cond)
         self.gradient_checkpointing = False
 
+    def _block(self, block: ResBlock, h: Tensor, emb: Tensor, z: Tensor) -> Tensor:
+        cond = resize_map(z, tuple(h.shape[-2:])) if self.inject else None
+        return checkpointed(block, h, emb, cond, enabled=self.gradient_checkpointing)
+
     def forward(self, x_t: Tensor, t: Tensor, z: Tensor, context: Tensor) -> Tensor:
         emb = self.time_embed(timestep_embedding(t, self.conv_in.out_channels))  # (B, 4 width)
+        z = z.to(x_t.dtype)
         inputs = torch.cat([x_t, context.to(x_t.dtype)], dim=1)  # (B, 3 + C_ctx, H, W)
         h = self.conv_in(F.pixel_unshuffle(inputs, self.patch))  # (B, width, H/p, W/p)
-        cond = resize_map(z.to(x_t.dtype), tuple(h.shape[-2:])) if self.inject else None
         for block in self.blocks:
-            h = checkpointed(block, h, emb, cond, enabled=self.gradient_checkpointing)
-        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, (tail or 3) p^2, H/p, W/p)
-        out = F.pixel_shuffle(out, self.patch)  # (B, tail or 3, H, W)
-        if self.tail is None:
+            h = self._block(block, h, emb, z)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, (T or 3) p^2, H/p, W/p)
+        out = F.pixel_shuffle(out, self.patch)  # (B, T or 3, H, W)
+        if self.full is None:
             return out
-        return self.tail(torch.cat([out, x_t, inputs[:, 3:6]], dim=1))  # (B, 3, H, W)
+        skip = self._block(self.full["down"], self.full["stem"](inputs), emb, z)  # (B, T, H, W)
+        out = self._block(self.full["up"], torch.cat([out, skip], dim=1), emb, z)
+        return self.full["out"](F.silu(self.full["norm"](out)))  # (B, 3, H, W)

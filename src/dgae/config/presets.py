@@ -1,9 +1,11 @@
 """Named presets: DGAE and the equal-encoder baseline at every size.
 
-Sizes differ by the diffusion decoder's width (the paper scales the decoder, not the encoder):
-``tiny`` for tests, ``small`` for CPU runs on 32-64 px crops, and ``S``/``B``/``L``/``XL`` for
-256x256 ImageNet-class training at f16. ``baseline-*`` presets share the encoder and latent size
-and use the one-pass decoder of the same width.
+Sizes differ by the decoder's width (the paper scales the decoder, not the encoder): ``tiny`` for
+tests, ``small`` for CPU runs on 32-64 px crops, and ``S``/``B``/``L``/``XL`` for 256x256
+ImageNet-class training at f16. Three families per size: ``dgae-*`` (the default DGAE decoder,
+``DEFAULT_ARCHITECTURE``), ``dgae-unet-*`` / ``dgae-trunk-*`` (the same DGAE with the named
+decoder architecture; the default's own name is an alias) and ``baseline-*`` (same encoder and
+latent size, the one-pass decoder of the same width).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dgae.config.schema import (
     BaselineDecoderConfig,
     ConfigError,
     DataConfig,
+    DenoiserName,
     DiffusionConfig,
     DiTConfig,
     EncoderConfig,
@@ -25,6 +28,7 @@ from dgae.config.schema import (
     LossConfig,
     TrainConfig,
     UNetConfig,
+    choices,
 )
 
 PRESETS: dict[str, Callable[[], Any]] = {}
@@ -57,10 +61,21 @@ FEW_STEP_DIFFUSION = dict(prediction="x0", uniform_fraction=0.3, num_steps=2)
 # The one-pass prior head won the compression study at f8 (README, docs/results/study): at equal
 # steps x batch, DGAE without it lost 1.1 dB PSNR and 40 rFID to the one-pass baseline.
 DGAE_PRIOR_HEAD = True
+# The decoder architecture of the ``dgae-*`` presets (README, "Fast decoding"): ``trunk``
+# decodes at 1 NFE faster than the one-pass baseline; ``unet`` is the paper's full U-Net.
+DEFAULT_ARCHITECTURE = "trunk"
+
+
+def trunk_denoiser(unet: UNetConfig, head: BaselineDecoderConfig) -> UNetConfig:
+    """The trunk architecture of a preset (dgae/trunk.py): two residual blocks on 2x2 patches,
+    twice the head's base width (the head's own width there is 2x at f >= 4)."""
+    return dataclasses.replace(unet, architecture="trunk", patch_size=2, num_res_blocks=2,
+                               base_channels=2 * head.base_channels, attention_levels=())  # fmt: skip
 
 
 def _experiment(
     kind: str,
+    architecture: str,
     encoder: EncoderConfig,
     unet: UNetConfig,
     baseline: BaselineDecoderConfig,
@@ -70,12 +85,13 @@ def _experiment(
     train: TrainConfig,
     perceptual: str = "st-lpips-vgg",
 ) -> ExperimentConfig:
+    unet = dataclasses.replace(unet, prior_head=DGAE_PRIOR_HEAD and kind == "dgae")
     model = AutoencoderConfig(
         kind=kind,
         latent_channels=latent_channels,
         downsample_factor=factor,
         encoder=encoder,
-        decoder=dataclasses.replace(unet, prior_head=DGAE_PRIOR_HEAD and kind == "dgae"),
+        decoder=trunk_denoiser(unet, baseline) if architecture == "trunk" else unet,
         baseline_decoder=baseline,
         diffusion=DiffusionConfig(**FEW_STEP_DIFFUSION),
     )
@@ -83,13 +99,18 @@ def _experiment(
 
 
 def _register_pair(name: str, make) -> None:
-    for kind in ("dgae", "baseline"):
-        register_preset(f"{kind}-{name}")(lambda kind=kind: make(kind))
+    """``dgae-NAME`` (the default architecture), ``dgae-ARCH-NAME`` for each architecture and
+    ``baseline-NAME``; ``make(kind, architecture)`` builds one."""
+    register_preset(f"dgae-{name}")(lambda: make("dgae", DEFAULT_ARCHITECTURE))
+    for arch in choices(DenoiserName):
+        register_preset(f"dgae-{arch}-{name}")(lambda arch=arch: make("dgae", arch))
+    register_preset(f"baseline-{name}")(lambda: make("baseline", "unet"))
 
 
-def _tiny(kind: str) -> ExperimentConfig:
+def _tiny(kind: str, architecture: str) -> ExperimentConfig:
     return _experiment(
         kind,
+        architecture,
         EncoderConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1),
         UNetConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,), head_channels=8),
         BaselineDecoderConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1),
@@ -102,10 +123,11 @@ def _tiny(kind: str) -> ExperimentConfig:
     )  # fmt: skip
 
 
-def _small(kind: str) -> ExperimentConfig:
+def _small(kind: str, architecture: str) -> ExperimentConfig:
     """CPU-sized: f4 c2 on 32x32 crops (~1 M parameters per decoder)."""
     return _experiment(
         kind,
+        architecture,
         EncoderConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1),
         UNetConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,), head_channels=32),
         BaselineDecoderConfig(base_channels=32, channel_mult=(1, 2, 2), num_res_blocks=1),
@@ -126,9 +148,10 @@ _register_pair("small", _small)
 DECODER_WIDTHS = {"S": 64, "B": 128, "L": 192, "XL": 256}
 
 
-def _imagenet(kind: str, width: int) -> ExperimentConfig:
+def _imagenet(kind: str, architecture: str, width: int) -> ExperimentConfig:
     return _experiment(
         kind,
+        architecture,
         EncoderConfig(base_channels=128, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2),
         UNetConfig(base_channels=width, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2, attention_levels=(3, 4)),
         BaselineDecoderConfig(base_channels=width, channel_mult=(1, 1, 2, 2, 4), num_res_blocks=2),
@@ -142,7 +165,7 @@ def _imagenet(kind: str, width: int) -> ExperimentConfig:
 
 
 for _size, _width in DECODER_WIDTHS.items():
-    _register_pair(_size, lambda kind, w=_width: _imagenet(kind, w))
+    _register_pair(_size, lambda kind, arch, w=_width: _imagenet(kind, arch, w))
 
 
 # Latent DiTs (DiT-paper sizes); ``dit-tiny`` is for tests and CPU experiments.

@@ -104,7 +104,7 @@ class UNetConfig:
     decode, independent of t) and its image x_bar feed ``num_res_blocks`` time-modulated
     residual blocks of width ``base_channels`` on p x p patches of x_t, the only per-step
     network; ``channel_mult`` and ``attention_levels`` do not apply (dgae/trunk.py).
-    ``tail_channels`` > 0 adds two convolutions of that width at full resolution after them.
+    ``full_res_channels`` T > 0 wraps them in a full-resolution level of width T.
     """
 
     base_channels: int = 128
@@ -118,7 +118,7 @@ class UNetConfig:
     prior_head: bool = False
     patch_size: int = 1
     architecture: DenoiserName = "unet"
-    tail_channels: int = 0
+    full_res_channels: int = 0
 
 
 def level_channels(base: int, mult: tuple[int, ...], levels: int) -> list[int]:

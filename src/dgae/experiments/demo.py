@@ -3,9 +3,9 @@
 Two parts, both on the built-in ``photos`` and scored with the evaluation protocol on held-out
 validation photographs:
 
-1. **The shipped models** (``models/``, :mod:`dgae.experiments.shipped`): DGAE f4c2 and the
-   one-pass baselines f4c2 and f4c4, trained for a long budget on 64² crops — evaluated, and
-   shown reconstructing 128² crops of the validation photos side by side.
+1. **The shipped models** (``models/``, :mod:`dgae.experiments.shipped`): DGAE f4c2 (trunk and
+   U-Net) and the one-pass baselines f4c2 and f4c4, trained for a long budget on 64² crops —
+   evaluated, and shown reconstructing 128² crops of the validation photos side by side.
 2. **A quick fresh pair**, trained here at equal budget (DGAE c2 and the baseline c2 on 32²
    crops): training works on this machine.
 

@@ -30,28 +30,23 @@ from dgae.experiments.study_report import write_report
 from dgae.folders import write_json
 from dgae.training.distributed import DistInfo
 
-# arm name -> (model kind, overrides): the recipes compared; the preset is KIND-SIZE and every
-# other setting is the preset's
+# arm name -> (preset family, overrides): the recipes compared; the preset is FAMILY-SIZE and
+# every other setting is the preset's. Families are pinned (dgae-unet, dgae-trunk, not the
+# default's alias dgae), so a cell keeps its meaning when the default decoder changes.
 # (``dgae-head-*`` arms are the ablations: one change each from ``dgae-head``)
 HEAD = "model.decoder.prior_head=true"
-TRUNK = (
-    "model.decoder.architecture=trunk",
-    "model.decoder.patch_size=2",
-    "model.decoder.base_channels=64",
-    "model.decoder.attention_levels=()",
-)
 ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     "baseline": ("baseline", ()),
-    "dgae": ("dgae", ("model.decoder.prior_head=false",)),
-    "dgae-head": ("dgae", (HEAD,)),
-    "dgae-head-v": ("dgae", (HEAD, "model.diffusion.prediction=v")),
-    "dgae-head-logitnormal": ("dgae", (HEAD, "model.diffusion.uniform_fraction=0")),
-    "dgae-head-1mt": ("dgae", (HEAD, "loss.perceptual_time_weight=one_minus_t")),
-    "dgae-head-postnorm": ("dgae", (HEAD, "model.decoder.z_injection=post_norm")),
-    "dgae-head-nocolour": ("dgae", (HEAD, "data.color_augment=false")),
+    "dgae": ("dgae-unet", ("model.decoder.prior_head=false",)),
+    "dgae-head": ("dgae-unet", (HEAD,)),
+    "dgae-head-v": ("dgae-unet", (HEAD, "model.diffusion.prediction=v")),
+    "dgae-head-logitnormal": ("dgae-unet", (HEAD, "model.diffusion.uniform_fraction=0")),
+    "dgae-head-1mt": ("dgae-unet", (HEAD, "loss.perceptual_time_weight=one_minus_t")),
+    "dgae-head-postnorm": ("dgae-unet", (HEAD, "model.decoder.z_injection=post_norm")),
+    "dgae-head-nocolour": ("dgae-unet", (HEAD, "data.color_augment=false")),
     # the U-Net on 2x2 patches: its levels at 1/2, 1/4 (no full-resolution convolutions)
     "dgae-head-p2": (
-        "dgae",
+        "dgae-unet",
         (
             HEAD,
             "model.decoder.patch_size=2",
@@ -59,14 +54,12 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
             "model.decoder.attention_levels=(1,)",
         ),
     ),  # fmt: skip
-    # the trunk decoder (dgae/trunk.py): the head's features shared with a light per-step
-    # network of 2 (3) residual blocks at 1/2 resolution
-    "dgae-trunk": ("dgae", (HEAD, *TRUNK, "model.decoder.num_res_blocks=2")),
-    "dgae-trunk3": ("dgae", (HEAD, *TRUNK, "model.decoder.num_res_blocks=3")),
-    "dgae-trunk-tail": (
-        "dgae",
-        (HEAD, *TRUNK, "model.decoder.num_res_blocks=2", "model.decoder.tail_channels=16"),
-    ),  # fmt: skip
+    # the trunk decoder (dgae/trunk.py, the presets' default): the head's features shared with
+    # a light per-step network of 2 residual blocks at 1/2 resolution; 3 blocks; 2 blocks
+    # wrapped in a narrow full-resolution level
+    "dgae-trunk": ("dgae-trunk", ()),
+    "dgae-trunk3": ("dgae-trunk", ("model.decoder.num_res_blocks=3",)),
+    "dgae-trunk-full": ("dgae-trunk", ("model.decoder.full_res_channels=16",)),
 }
 
 
@@ -135,8 +128,8 @@ def grid(
 
 def cell_config(cell: Cell, settings: StudySettings) -> ExperimentConfig:
     """The resolved training config of ``cell``."""
-    kind, arm_overrides = ARMS[cell.arm]
-    preset = f"{kind}-{settings.size}"
+    family, arm_overrides = ARMS[cell.arm]
+    preset = f"{family}-{settings.size}"
     checkpoint = max(50, settings.steps // 4)
     overrides = [
         *arm_overrides,
@@ -150,7 +143,7 @@ def cell_config(cell: Cell, settings: StudySettings) -> ExperimentConfig:
         f"train.sample_every={checkpoint}",
     ]
     if cell.width:
-        which = "decoder" if kind == "dgae" else "baseline_decoder"
+        which = "decoder" if family.startswith("dgae") else "baseline_decoder"
         overrides.append(f"model.{which}.base_channels={cell.width}")
     return apply_overrides(get_preset(preset), [*overrides, *settings.overrides])
 

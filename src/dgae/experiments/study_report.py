@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dgae.config import ExperimentConfig, resolved
 from dgae.plotting import panels
 
 METRICS = (("psnr", "PSNR ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.4f}"),
@@ -23,8 +24,11 @@ def latent_size_label(result: dict) -> str:
 
 
 def load_results(out: Path) -> list[dict]:
-    """Every finished cell under ``out``, sorted by (f, c, arm, width)."""
+    """Every finished cell under ``out``, sorted by (f, c, arm, width); each recorded config
+    as the current schema reads it."""
     results = [json.loads(p.read_text()) for p in out.glob("*/result.json")]
+    for r in results:
+        r["config"] = resolved(ExperimentConfig, r["config"])
     return sorted(results, key=lambda r: (r["cell"]["factor"], r["cell"]["channels"],
                                           r["cell"]["arm"], r["cell"]["width"]))  # fmt: skip
 
@@ -47,17 +51,30 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ablation(results: list[dict], reference: str = "dgae-head") -> str:
-    """One table per (f, c) holding ``reference`` and other DGAE arms: each arm's change (its
-    overrides beyond the reference's) and its effect at the same NFE."""
-    from dgae.experiments.study import ARMS
+def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+    """A nested config dict as {"model.decoder.patch_size": 2, ...}."""
+    out: dict[str, object] = {}
+    for k, v in config.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
-    base_overrides = set(ARMS[reference][1])
+
+def _change(config: dict, reference: dict) -> list[str]:
+    """The settings of ``config`` that differ from ``reference``'s, as key=value."""
+    a, b = _flat(config), _flat(reference)
+    show = lambda v: v if isinstance(v, str) else json.dumps(v)  # noqa: E731
+    return [f"{k}={show(a[k])}" for k in sorted(a) if a[k] != b.get(k)]
+
+
+def ablation(results: list[dict], reference: str = "dgae-head") -> str:
+    """One table per (f, c) holding ``reference`` and other DGAE arms: each arm's change (the
+    settings of its resolved config that differ from the reference's) and its effect at the
+    same NFE."""
     out = []
     groups: dict[tuple[int, int], dict[str, dict]] = {}
     for r in results:
         c = r["cell"]
-        if not c["width"] and ARMS.get(c["arm"], ("",))[0] == "dgae":
+        if not c["width"] and r["config"]["model"]["kind"] == "dgae":
             groups.setdefault((c["factor"], c["channels"]), {})[c["arm"]] = r
     for (f, ch), arms in sorted(groups.items()):
         if reference not in arms or len(arms) < 2:
@@ -68,7 +85,7 @@ def ablation(results: list[dict], reference: str = "dgae-head") -> str:
                 "| arm | change | NFE | PSNR | ST-LPIPS | rFID | KID×1000 | ΔPSNR | ΔrFID | ΔKID×1000 |",
                 "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for arm, r in sorted(arms.items(), key=lambda kv: kv[0] != reference):
-            change = sorted(set(ARMS[arm][1]) - base_overrides) if arm != reference else []
+            change = _change(r["config"], arms[reference]["config"]) if arm != reference else []
             for e in r["eval"]["results"]:
                 b = ref.get(e["nfe"])
                 delta = (f"{e['psnr'] - b['psnr']:+.2f} | {e['rfid'] - b['rfid']:+.1f} | "
