@@ -45,7 +45,8 @@ class DemoModel:
     overrides: tuple[str, ...] = ()
 
 
-FRESH = (DemoModel("dgae-c2", "dgae-small"), DemoModel("baseline-c2", "baseline-small"))
+# the fresh DGAE names its decoder: a run folder of one architecture is never resumed as another
+FRESH = (DemoModel("dgae-trunk-c2", "dgae-trunk-small"), DemoModel("baseline-c2", "baseline-small"))
 FRESH_RESOLUTION = 32
 FRESH_STEPS = 500  # x batch 32: the whole demo takes about 10 minutes on 2 idle cores
 SHOWCASE = 128  # side of the validation crops the shipped models reconstruct for the report

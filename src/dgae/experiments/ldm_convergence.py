@@ -32,10 +32,12 @@ from dgae.training.reporting import read_metrics, save_grid
 
 
 def arms(size: str) -> list[tuple[str, str, tuple[str, ...]]]:
-    """(name, preset, overrides): DGAE with its preset's c channels, the baseline with 2c."""
-    c = get_preset(f"dgae-{size}").model.latent_channels
+    """(name, preset, overrides): DGAE with its preset's c channels, the baseline with 2c. The
+    DGAE name carries its decoder architecture, so a run of one is never resumed as another."""
+    model = get_preset(f"dgae-{size}").model
+    c, arch = model.latent_channels, model.decoder.architecture
     return [
-        (f"dgae-c{c}", f"dgae-{size}", ()),
+        (f"dgae-{arch}-c{c}", f"dgae-{size}", ()),
         (f"baseline-c{2 * c}", f"baseline-{size}", (f"model.latent_channels={2 * c}",)),
     ]
 
