@@ -130,7 +130,7 @@ def _worker(out, *overrides, nproc=1):
             *overrides,
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-        log = res.stdout[-3000:] + res.stderr[-3000:]
+        log = res.stdout[-4000:] + res.stderr[-12000:]  # the ranks' output precedes torchrun's
         if res.returncode == 0:
             break
         warnings.warn(f"two-process worker attempt {attempt + 1} failed:\n{log}", stacklevel=2)
