@@ -57,6 +57,18 @@ def test_bad_overrides_name_the_problem(tiny_cfg, override, message):
         apply_overrides(tiny_cfg, [override])
 
 
+def test_a_step_count_override_wins_over_a_preset_image_budget():
+    # dgae-B measures its length in images (50 M); train.total_steps=60 must mean 60 steps
+    # (it was silently ignored: a 60-step GPU check ran for 1.56 M steps)
+    from dgae.training.loop import total_steps
+
+    cfg = apply_overrides(get_preset("dgae-B"), ["train.total_steps=60"])
+    assert total_steps(cfg.train) == 60 and cfg.train.total_images == 0
+    cfg = apply_overrides(get_preset("dgae-B"), ["train.total_steps=60", "train.total_images=640"])
+    assert total_steps(cfg.train) == 640 // cfg.train.batch_size  # the last override wins
+    assert total_steps(get_preset("dgae-B").train) == 50_000_000 // 32
+
+
 def test_unknown_keys_in_json_are_rejected(tiny_cfg):
     data = to_dict(tiny_cfg)
     data["model"]["encoder"]["bogus"] = 1

@@ -123,6 +123,10 @@ def apply_overrides(cfg: T, overrides: Sequence[str]) -> T:
         if leaf not in fields or dataclasses.is_dataclass(getattr(node, leaf)):
             raise ConfigError(f"unknown override key {key!r}; valid keys: {valid_keys(cfg)}")
         setattr(node, leaf, _coerce(raw, typing.get_type_hints(type(node))[leaf], key))
+        # a field that stands for another (one of two ways to give a length) resets it
+        reset = getattr(type(node), "OVERRIDE_RESETS", {}).get(leaf)
+        if reset is not None:
+            setattr(node, *reset)
     return cfg
 
 

@@ -303,7 +303,13 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation and run control. Training length is ``total_images`` or ``total_steps``."""
+    """Optimisation and run control. Training length is ``total_images`` (when > 0) or
+    ``total_steps``; an override of ``total_steps`` clears ``total_images`` (``OVERRIDE_RESETS``),
+    so ``train.total_steps=60`` on a preset measured in images means 60 steps."""
+
+    OVERRIDE_RESETS: typing.ClassVar[dict[str, tuple[str, Any]]] = {
+        "total_steps": ("total_images", 0)
+    }
 
     batch_size: int = 16
     grad_accum: int = 1
