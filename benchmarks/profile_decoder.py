@@ -110,7 +110,7 @@ def profile(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
-    p.add_argument("--family", default="dgae", help="dgae (the default decoder) or dgae-unet")
+    p.add_argument("--family", default="dgae", help="dgae (the default U-Net) or dgae-trunk")
     p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--iters", type=int, default=5, help="timed decodes (after one warm-up)")

@@ -186,7 +186,7 @@ def test_sliced_decoding_equals_one_pass(model):
         model.decode(z, max_batch=0)
 
 
-@pytest.mark.parametrize("family", ["dgae", "dgae-unet"])  # the trunk default and the U-Net
+@pytest.mark.parametrize("family", ["dgae", "dgae-trunk"])  # the U-Net default and the trunk
 @pytest.mark.parametrize("size", ["tiny", "small", "S", "B"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_decode_is_finite_and_close_on_the_ladder(family, size, dtype):

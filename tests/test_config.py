@@ -39,7 +39,7 @@ def test_overrides_apply_with_types(tiny_cfg):
     assert cfg.model.diffusion.logit_std == 0.5
     assert cfg.model.decoder.inject_z_every_level is False
     assert cfg.model.decoder.channel_mult == (1, 2, 2)
-    assert tiny_cfg.model.decoder.base_channels == 16  # the original is untouched
+    assert tiny_cfg.model.decoder.base_channels == 8  # the original is untouched
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def test_claims_follow_the_table():
 def test_demo_end_to_end(tmp_path):
     models = tmp_path / "models"
     for name, preset, over in (("dgae-f4c2", "dgae-tiny", []),
-                               ("dgae-unet-f4c2", "dgae-unet-tiny", []),
+                               ("dgae-trunk-f4c2", "dgae-trunk-tiny", []),
                                ("baseline-f4c2", "baseline-tiny", []),
                                ("baseline-f4c4", "baseline-tiny", ["latent_channels=4"])):  # fmt: skip
         torch.manual_seed(0)
@@ -52,7 +52,7 @@ def test_demo_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "| dgae-f4c2 | 1 | 1 |" in report and "| baseline-c2 | 1 | 1 |" in report
     assert "dgae-f4c2 matches the one-pass decoder with a 2x larger latent: **" in report
-    assert "dgae-unet-f4c2 beats the one-pass decoder on the same latent: **" in report
+    assert "dgae-trunk-f4c2 beats the one-pass decoder on the same latent: **" in report
     assert (out / "shipped_reconstructions.png").exists() and (out / "reconstructions.png").exists()
     # without the shipped models the fresh pair still runs (resumed here) and the report says so
     assert main([*args, "--models", str(tmp_path / "nowhere")]) == 0

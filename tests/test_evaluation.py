@@ -257,7 +257,7 @@ def test_decoder_profile_covers_the_whole_decode():
     spec = importlib.util.spec_from_file_location("profile_decoder", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    for family, stage in (("dgae-unet", "| mid | 8x8 |"), ("dgae", "| blocks | 8x8 |")):
+    for family, stage in (("dgae", "| mid | 8x8 |"), ("dgae-trunk", "| blocks | 8x8 |")):
         table = mod.profile(f"{family}-tiny", 16, 2, 1, "cpu")
         assert "| head | 16x16 |" in table and stage in table, table
         total = float(table.splitlines()[-1].split("|")[3])  # GFLOP/img of the stages together

@@ -197,9 +197,9 @@ def test_ldm_experiment_cli_end_to_end(tmp_path):
                  "--out", str(out), "--ae-train-steps", "2", "--dit-train-steps", "2", "--eval-every", "1",
                  "--fid-samples", "4", "--ref-images", "8", "--cache-images", "32"]) == 0  # fmt: skip
     report = (out / "report.md").read_text()
-    assert "| dgae-trunk-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
-    assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-trunk-c2.png").exists()
-    floor = json.loads((out / "ae-dgae-trunk-c2" / "recon_fid.json").read_text())
+    assert "| dgae-unet-c2 | 2 |" in report and "| baseline-c4 | 1 |" in report
+    assert (out / "fid_vs_steps.png").exists() and (out / "samples-dgae-unet-c2.png").exists()
+    floor = json.loads((out / "ae-dgae-unet-c2" / "recon_fid.json").read_text())
     assert floor["num"] == 4 and f"| {floor['gfid']:.2f} |" in report  # the decoder's floor
 
 

@@ -142,7 +142,7 @@ def _tiny_tiled(family: str, monkeypatch, tolerance: float | None = None):
     return whole, tiles, local, lambda y: float(10 * torch.log10(4 / (y - whole).square().mean()))
 
 
-@pytest.mark.parametrize("family", ["dgae-unet", "baseline"])
+@pytest.mark.parametrize("family", ["dgae", "baseline"])
 def test_tiled_decode_matches_untiled_within_tolerance_without_seams(family, monkeypatch):
     """Random tiny models at 128x96, tiles 64/32: tiled within 30 dB of the untiled decode (the
     tolerance docs/benchmarks.md states; a trained model reaches 35 dB at 64/16), better than
@@ -161,9 +161,9 @@ def test_tiled_trunk_decode_converges_to_the_untiled_one(monkeypatch):
     # layers' statistics (28 dB, below tile-local statistics' 32 dB on this random network);
     # passes to convergence beat both, and the trained shipped trunk reaches 40 dB at the
     # default rule (tests/test_shipped_models.py; tile-local statistics there: 15 dB)
-    _, tiles, local, db = _tiny_tiled("dgae", monkeypatch)
+    _, tiles, local, db = _tiny_tiled("dgae-trunk", monkeypatch)
     assert db(tiles) > 25
-    _, exact, local, db = _tiny_tiled("dgae", monkeypatch, tolerance=0.0)
+    _, exact, local, db = _tiny_tiled("dgae-trunk", monkeypatch, tolerance=0.0)
     assert db(exact) > 33 and db(exact) > db(local) + 1
 
 

@@ -107,8 +107,8 @@ def test_trunk_decode_costs_fewer_flops_than_the_baseline_decoder():
         return build_autoencoder(get_preset(preset).model).eval()
 
     baseline = flops(model("baseline-small"))
-    assert flops(model("dgae-small")) < 0.85 * baseline  # the default: the trunk
-    assert flops(model("dgae-unet-small")) > 2 * baseline
+    assert flops(model("dgae-trunk-small")) < 0.85 * baseline
+    assert flops(model("dgae-small")) > 2 * baseline  # the default: the U-Net
 
 
 def test_tiled_trunk_decode_agrees_with_the_untiled_decode():

@@ -14,8 +14,8 @@ def register(add_command: AddCommand) -> None:
     p = add_command("bench", help="encode/decode/train throughput of DGAE vs its baseline")
     p.add_argument("--size", default="small", help="preset size: tiny, small, S, B, L, XL")
     p.add_argument("--dgae", default="dgae", metavar="FAMILY",
-                   help="the DGAE presets to time: dgae (the default decoder) or dgae-unet "
-                   "(the U-Net option)")  # fmt: skip
+                   help="the DGAE presets to time: dgae (the default U-Net decoder) or "
+                   "dgae-trunk (the fast trunk decoder)")  # fmt: skip
     p.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", default="1,2,4,8", help="decoder NFEs to time")

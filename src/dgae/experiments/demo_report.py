@@ -88,7 +88,7 @@ def write_report(out: Path, shipped: list[dict], fresh: list[dict], steps: int, 
     shipped_part = (
         f"""## 1. The shipped models (`models/`, trained for a long budget)
 
-The DGAE models (f4c2: the default trunk decoder and the U-Net option) and the one-pass
+The DGAE models (f4c2: the default U-Net decoder and the fast trunk option) and the one-pass
 baselines f4c2 and f4c4, the same encoder, each trained on 64² crops
 (commands and budgets in `models/README.md`); evaluated here on {n_shipped} held-out 64² tiles.
 
