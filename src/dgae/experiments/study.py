@@ -54,7 +54,7 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
             "model.decoder.attention_levels=(1,)",
         ),
     ),  # fmt: skip
-    # the trunk decoder (dgae/trunk.py, the presets' default): the head's features shared with
+    # the trunk decoder (dgae/trunk.py, the fast option): the head's features shared with
     # a light per-step network of 2 residual blocks at 1/2 resolution; 3 blocks; 2 blocks
     # wrapped in a narrow full-resolution level
     "dgae-trunk": ("dgae-trunk", ()),
