@@ -136,3 +136,21 @@ def test_bad_trunk_configs_are_named(overrides, message):
     cfg = apply_overrides(get_preset("dgae-unet-tiny").model, [*TRUNK, *overrides])
     with pytest.raises(ConfigError, match=message):
         cfg.validate()
+
+
+def test_full_resolution_level_starts_as_the_head_image_and_trains():
+    # ``full_res_channels``: the blocks wrapped in a narrow full-resolution level (study arm
+    # dgae-trunk-full); its last conv starts at zero, so the decode is the head image, and the
+    # level's stem receives gradients from the diffusion loss
+    model = trunk_model(("decoder.full_res_channels=4",))
+    full = model.decoder.unet.full
+    assert full["stem"].out_channels == 4 and full["out"].out_channels == 3
+    z = torch.randn(2, 2, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(model.decode(z, num_steps=2), model.decoder.prior(z).clamp(-1, 1),
+                              atol=1e-6)  # fmt: skip
+        full["out"].weight.normal_(0, 0.1)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    (loss, _, _), _ = model.train().decoder.denoising_loss(x, z, torch.Generator().manual_seed(0))
+    loss.backward()
+    assert full["stem"].weight.grad.abs().sum() > 0

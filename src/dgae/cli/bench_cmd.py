@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         else f"CPU ({torch.get_num_threads()} threads)"
     )
     changed = f" (DGAE with {' '.join(args.overrides)})" if args.overrides else ""
-    head = (f"dgae bench: {args.dgae}-{args.size} vs baseline-{args.size}{changed} at {res}px, batch {args.batch_size}, "
+    head = (f"dgae bench: {args.dgae}-{args.size} vs baseline-{args.size}{changed} at {res}px, "
+            f"batch {args.batch_size}, "
             f"{'bf16' if args.bf16 else 'fp32'}"
             f"{', channels-last' if args.channels_last else ''}"
             f"{', torch.compile' if args.compile else ''}, {card}, median of {args.repeats}\n\n")  # fmt: skip

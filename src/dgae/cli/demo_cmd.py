@@ -9,7 +9,7 @@ from dgae.cli.common import AddCommand
 
 
 def register(add_command: AddCommand) -> None:
-    p = add_command("demo", help="the shipped models and a fresh pair, DGAE vs baselines (~10 min)")
+    p = add_command("demo", help="the shipped models and a fresh pair, DGAE vs baselines (~9 min)")
     p.add_argument("--out", default="runs/demo", help="output folder (resumes when interrupted)")
     p.add_argument("--train-steps", type=int, default=None,
                    help="training steps per fresh model (default 500)")  # fmt: skip

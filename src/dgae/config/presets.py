@@ -70,7 +70,7 @@ DEFAULT_ARCHITECTURE = "unet"
 
 def trunk_denoiser(unet: UNetConfig, head: BaselineDecoderConfig) -> UNetConfig:
     """The trunk architecture of a preset (dgae/trunk.py): two residual blocks on 2x2 patches,
-    twice the head's base width (the head's own width there is 2x at f >= 4)."""
+    twice the head's base width."""
     return dataclasses.replace(unet, architecture="trunk", patch_size=2, num_res_blocks=2,
                                base_channels=2 * head.base_channels, attention_levels=())  # fmt: skip
 

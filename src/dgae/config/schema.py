@@ -211,8 +211,11 @@ class AutoencoderConfig:
         check_choices(self.decoder, "model.decoder")
         if self.decoder.architecture == "trunk":
             self._validate_trunk()
-            self.diffusion.validate()
-            return
+        else:
+            self._validate_unet()
+        self.diffusion.validate()
+
+    def _validate_unet(self) -> None:
         reach = self.decoder.patch_size * 2 ** (len(self.decoder.channel_mult) - 1)
         if self.decoder.patch_size < 1 or self.downsample_factor % reach:
             raise ConfigError(
@@ -227,7 +230,6 @@ class AutoencoderConfig:
             raise ConfigError(
                 f"model.decoder.attention_levels has {bad}; expected level indices in [0, {levels})"
             )
-        self.diffusion.validate()
 
     def _validate_trunk(self) -> None:
         d, p = self.decoder, self.decoder.patch_size

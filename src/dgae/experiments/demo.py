@@ -48,7 +48,7 @@ class DemoModel:
 # the fresh DGAE names its decoder: a run folder of one architecture is never resumed as another
 FRESH = (DemoModel("dgae-trunk-c2", "dgae-trunk-small"), DemoModel("baseline-c2", "baseline-small"))
 FRESH_RESOLUTION = 32
-FRESH_STEPS = 500  # x batch 32: the whole demo takes about 10 minutes on 2 idle cores
+FRESH_STEPS = 500  # x batch 32: the whole demo takes about 9 minutes on 2 idle cores
 SHOWCASE = 128  # side of the validation crops the shipped models reconstruct for the report
 SHOWCASE_IMAGES = 6
 

@@ -2,9 +2,10 @@
 
 Four autoencoders on 64² crops of the built-in ``photos`` with the same encoder and budget, in
 the setting where the compression study found the paper's claim to hold (f4): DGAE with 2
-latent channels (the default U-Net decoder, and the fast trunk option), the one-pass baseline with
-the same latent, and the baseline with twice the channels. ``python -m dgae.experiments.shipped`` trains them (resumable: rerun the same command
-after an interruption), copies each exported EMA model to ``models/NAME`` and writes its
+latent channels (the default U-Net decoder, and the fast trunk option), the one-pass baseline
+with the same latent, and the baseline with twice the channels.
+``python -m dgae.experiments.shipped`` trains them (resumable: rerun the same command after an
+interruption), copies each exported EMA model to ``models/NAME`` and writes its
 measured table (``models/NAME/eval.md``, the evaluation protocol on the held-out photos).
 """
 

@@ -44,12 +44,9 @@ class _Objective(nn.Module):
         diff = rec - x
         return diff.abs().mean() if self.cfg.pixel_loss == "l1" else diff.pow(2).mean()
 
-    def reconstruction_term(
-        self, x: Tensor, rec: Tensor, perceptual: Tensor | None = None
-    ) -> Tensor:
-        """The one-pass reconstruction loss lambda_pix pixel + lambda_P P (the baseline's);
-        ``perceptual``: P already computed (a scalar)."""
-        perceptual = self.perceptual_term(x, rec) if perceptual is None else perceptual
+    def reconstruction_term(self, x: Tensor, rec: Tensor, perceptual: Tensor) -> Tensor:
+        """The one-pass reconstruction loss lambda_pix pixel + lambda_P P (the baseline's), with
+        the perceptual distance P of ``rec`` already computed (a scalar)."""
         return (
             self.cfg.pixel_weight * self.pixel_term(x, rec)
             + self.cfg.perceptual_weight * perceptual
