@@ -8,6 +8,7 @@ from dgae.autoencoder import Decoder
 from dgae.config import ConfigError, DecoderKind, apply_overrides, choices, get_preset
 from dgae.losses import build_objective
 from dgae.random import generators_from_seeds
+from dgae.tiling import tiled_from_latent
 
 
 @pytest.fixture
@@ -45,6 +46,35 @@ def test_decode_is_deterministic_per_seed_and_batch_independent(model, images):
         single = model.decode(z[2:3], num_steps=3, generator=generators_from_seeds([12]))
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.allclose(batch[2:3], single, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["unet", "trunk"])
+def test_zero_steps_decode_is_the_head_image_without_a_denoiser_call(tiny_cfg, arch):
+    trunk = ["decoder.patch_size=2", "decoder.attention_levels=()"] if arch == "trunk" else []
+    m = build_autoencoder(apply_overrides(tiny_cfg.model, [f"decoder.architecture={arch}", *trunk]))
+    calls = []
+    m.decoder.unet.register_forward_hook(lambda *_: calls.append(1))
+    z = torch.randn(2, 2, 6, 4) * 3
+    with torch.no_grad():
+        m.decoder.unet.conv_out.weight.normal_(0, 0.1)  # it starts at zero: the head's image
+        head = m.decoder.prior(z).clamp(-1, 1)
+        assert torch.equal(m.decode(z, num_steps=0), head)
+        tiled = m.decoder.decode(z, num_steps=0, tile=16, overlap=8)
+        one = m.decode(z, num_steps=1, generator=generators_from_seeds([0, 1]))
+    assert calls == [1]  # only the 1-NFE decode called the denoiser
+    assert not torch.equal(one, head)
+    with torch.no_grad():  # tiled: the head evaluated tile by tile (dgae.tiling), nothing more
+        tiled_head = tiled_from_latent(m.decoder.head, z, 4, 16, 8)[:, :3].clamp(-1, 1)
+    assert torch.equal(tiled, tiled_head)
+    with pytest.raises(ValueError, match=r"num_steps=-1; expected an integer >= 0"):
+        m.decode(z, num_steps=-1)
+    headless = build_autoencoder(apply_overrides(tiny_cfg.model, ["decoder.prior_head=false"]))
+    with pytest.raises(
+        ValueError,
+        match=r"num_steps=0 decodes with the prior head alone; this "
+        r"model has none \(model.decoder.prior_head=false\)",
+    ):
+        headless.decode(z, num_steps=0)
 
 
 @pytest.mark.parametrize("kind", ["dgae", "baseline"])
@@ -104,7 +134,7 @@ def test_bad_latents_and_steps_are_named(model):
         ValueError, match=r"expected a latent of shape \(B, 2, h, w\), got \(1, 5, 4, 4\)"
     ):
         model.decode(torch.zeros(1, 5, 4, 4))
-    for bad in (0, -2, 1.5):
+    for bad in (-2, 1.5):  # 0 is the head alone
         with pytest.raises(ValueError, match=f"num_steps={bad}"):
             model.decode(torch.zeros(1, 2, 4, 4), num_steps=bad)
 
@@ -162,7 +192,7 @@ def test_every_decoder_kind_meets_the_decoder_contract(kind):
     assert model.is_diffusion == (kind == "dgae")
     z = torch.zeros(1, cfg.latent_channels, 2, 2)
     assert model.decode(z, num_steps=1).shape == (1, 3, 8, 8)
-    for bad in (0, 1.5, True):  # validated once, for both decoders
+    for bad in (-1, 1.5, True):  # validated once, for both decoders
         with pytest.raises(ValueError, match=f"decode: num_steps={bad!r}; expected an integer"):
             model.decode(z, num_steps=bad)
 

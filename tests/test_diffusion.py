@@ -191,3 +191,4 @@ def test_network_evaluations_counts_real_denoiser_calls(sampler, steps):
 
     sample(counting, torch.randn(2, 1, 1, 1), path, steps, sampler)
     assert len(calls) == network_evaluations(sampler, steps)
+    assert network_evaluations(sampler, 0) == 0  # a decode by the prior head alone

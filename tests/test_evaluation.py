@@ -78,7 +78,8 @@ def test_kid_is_zero_for_same_distribution_and_positive_otherwise():
 
 def test_parse_steps():
     assert parse_steps("1, 2,4,2") == (1, 2, 4)
-    for bad in ("0", "1,x", "-1", "1.5"):
+    assert parse_steps("0,1") == (0, 1)  # 0: the prior head's image alone
+    for bad in ("1,x", "-1", "1.5", ""):
         with pytest.raises(ValueError, match="is not an NFE"):
             parse_steps(bad)
 
@@ -138,13 +139,13 @@ def test_eval_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "eval"
     args = ["eval", "--model", str(tiny_model_dir), "--data", "photos", "--resolution", "16",
             "--num-images", "12", "--out", str(out), "--perceptual", "none", "--no-progress"]  # fmt: skip
-    assert main(args + ["--steps", "1,2"]) == 0
+    assert main(args + ["--steps", "0,1,2"]) == 0
     result = json.loads((out / "eval.json").read_text())
-    assert result["complete"] and [r["nfe"] for r in result["results"]] == [1, 2]
+    assert result["complete"] and [r["nfe"] for r in result["results"]] == [0, 1, 2]
     assert result["fid_network"] == "inception-2015-12-05"
     assert (out / "eval.md").exists() and (out / "quality_vs_nfe.png").exists()
-    assert main(args + ["--steps", "0,2"]) == 2
-    assert "'0' is not an NFE" in capsys.readouterr().err
+    assert main(args + ["--steps", "x,2"]) == 2
+    assert "'x' is not an NFE" in capsys.readouterr().err
     assert main(args[:2] + [str(tmp_path)] + args[3:] + ["--steps", "1"]) == 2
     assert "config.json is missing" in capsys.readouterr().err
     assert not (out / "eval.json").exists()  # the failed run removed the old result first

@@ -5,6 +5,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dgae import build_autoencoder
+from dgae.baseline import OnePassDecoder
 from dgae.config import ConfigError, apply_overrides, get_preset
 from dgae.losses import DGAEObjective
 from dgae.losses.perceptual import tiny_random_lpips
@@ -154,3 +155,25 @@ def test_full_resolution_level_starts_as_the_head_image_and_trains():
     (loss, _, _), _ = model.train().decoder.denoising_loss(x, z, torch.Generator().manual_seed(0))
     loss.backward()
     assert full["stem"].weight.grad.abs().sum() > 0
+
+
+def test_whole_head_shares_its_full_resolution_features_as_patches():
+    # ``head_full_resolution``: the head is a whole one-pass decoder (its image is exactly
+    # OnePassDecoder's with the same weights) and its last, full-resolution features reach the
+    # denoiser, whose blocks still run on 2x2 patches; the patched head's width rule is moot
+    model = trunk_model(("decoder.head_full_resolution=true",))
+    head, z = model.decoder.head, torch.randn(2, 2, 3, 5)
+    with torch.no_grad():
+        context, features = head(z), head.features(z)
+    assert features.shape == (2, 8, 12, 20)  # the tiny head's full-resolution width
+    assert context.shape == (2, 3 + 8, 12, 20)
+    assert torch.equal(context[:, :3], OnePassDecoder.forward(head, z))  # a whole decoder's image
+    assert torch.equal(context[:, 3:], features)
+    assert model.decoder.unet.conv_in.in_channels == (3 + 3 + 8) * 4
+    with torch.no_grad():
+        out = model.decode(torch.randn(2, 2, 4, 4), num_steps=2)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    cfg = apply_overrides(get_preset("dgae-unet-tiny").model,
+                          [*TRUNK, "decoder.head_full_resolution=true", "decoder.patch_size=4",
+                           "baseline_decoder.base_channels=6"])  # fmt: skip
+    cfg.validate()  # width 12 at 1/4 is no longer pixel-shuffled: valid

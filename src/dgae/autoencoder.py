@@ -169,15 +169,16 @@ class Autoencoder(nn.Module):
     ) -> Tensor:
         """Latent (B, c, h, w) -> images (B, 3, h*f, w*f) in [-1, 1].
 
-        For DGAE ``num_steps`` is the NFE (>= 1; default from the config) and ``sampling`` may
-        set ``sampler``, ``spacing`` and ``shift``. The baseline ignores them (one pass).
+        For DGAE ``num_steps`` is the NFE (>= 1; default from the config; 0: the prior head's
+        image alone, a one-pass decode) and ``sampling`` may set ``sampler``, ``spacing`` and
+        ``shift``. The baseline ignores them (one pass).
         ``max_batch`` decodes at most that many latents at a time (memory bounded by it, not by
         B); the result is the same as one pass with per-image generators, and with one CPU
         generator too (its stream is drawn in order).
         """
         self.check_latents(z)
         if num_steps is not None:  # checked here for both decoders (the baseline ignores it)
-            check_num_steps(num_steps, "decode: num_steps")
+            check_num_steps(num_steps, "decode: num_steps", minimum=0)
         parts = [
             self.decoder.decode(
                 z[part], num_steps=num_steps, generator=_sliced(generator, part), **sampling

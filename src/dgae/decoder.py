@@ -143,7 +143,8 @@ class DiffusionDecoder(nn.Module):
             raise ValueError("UNetConfig.prior_head needs the head's BaselineDecoderConfig")
         self.head: OnePassDecoder | None = None
         if unet.architecture == "trunk":
-            self.head = TrunkHead(head, latent_channels, downsample_factor, unet.patch_size)
+            head_patch = 1 if unet.head_full_resolution else unet.patch_size
+            self.head = TrunkHead(head, latent_channels, downsample_factor, head_patch)
             self.unet = TrunkDenoiser(unet, latent_channels, self.head.context_channels)
         else:
             if unet.prior_head:
@@ -220,13 +221,19 @@ class DiffusionDecoder(nn.Module):
     ) -> Tensor:
         """Latent (B, c, h, w) -> image (B, 3, h*f, w*f) in [-1, 1] with ``num_steps`` NFE.
 
+        ``num_steps=0`` returns the prior head's image x_bar(z) without a denoiser call: a
+        one-pass decode at the baseline decoder's cost, of a latent shaped by the diffusion
+        loss (docs/benchmarks.md, "The head alone"); models without a head refuse it.
+
         The starting noise comes from ``generator`` (one generator, a list of one per sample, or
         None); the integration itself is deterministic. ``tile`` (pixels, a multiple of f)
         evaluates the head and every denoiser call on overlapping tiles blended before each
         update (:mod:`dgae.tiling`; ``overlap`` default tile / 4): memory bounded by the tile.
         """
         b, _, h, w = z.shape
-        noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
+        if num_steps == 0 and self.head is None:
+            raise ValueError("num_steps=0 decodes with the prior head alone; this model has none "
+                             "(model.decoder.prior_head=false): use num_steps >= 1")  # fmt: skip
         overlap = tiling_overlap(tile, overlap, h * self.factor, w * self.factor, self.factor)
         if overlap is None:
             context = self.context(z)
@@ -235,6 +242,9 @@ class DiffusionDecoder(nn.Module):
             context = (None if self.head is None
                        else tiled_from_latent(self.head, z, self.factor, tile, overlap))  # fmt: skip
             network = self._tiled_network(z, context, tile, overlap)
+        if num_steps == 0:
+            return context[:, :3].clamp(-1.0, 1.0)
+        noise = randn((b, 3, h * self.factor, w * self.factor), generator, z.device, torch.float32)
         x = sample(
             as_denoiser(network, self.cfg, self.path),
             noise,

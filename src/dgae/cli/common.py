@@ -43,7 +43,8 @@ def pick_device(name: str | None) -> torch.device:
 
 
 def add_sampling(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=None, help="decoder NFE (default: the model's)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="decoder NFE (default: the model's; 0: the prior head's image alone)")  # fmt: skip
     p.add_argument("--sampler", choices=choices(SamplerName), default=None)
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder noise (per image)")
     p.add_argument("--tile", type=int, default=None,
@@ -56,9 +57,9 @@ MAX_DECODER_STEPS = 1000  # far past where quality stops changing; larger is a t
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict:
-    if args.steps is not None and not 1 <= args.steps <= MAX_DECODER_STEPS:
+    if args.steps is not None and not 0 <= args.steps <= MAX_DECODER_STEPS:
         raise ValueError(
-            f"--steps {args.steps}: expected a decoder NFE in [1, {MAX_DECODER_STEPS}]"
+            f"--steps {args.steps}: expected a decoder NFE in [0, {MAX_DECODER_STEPS}]"
         )
     kw = {"num_steps": args.steps}
     if args.sampler:

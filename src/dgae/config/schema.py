@@ -105,6 +105,10 @@ class UNetConfig:
     residual blocks of width ``base_channels`` on p x p patches of x_t, the only per-step
     network; ``channel_mult`` and ``attention_levels`` do not apply (dgae/trunk.py).
     ``full_res_channels`` T > 0 wraps them in a full-resolution level of width T.
+    ``head_full_resolution``: the trunk's head keeps its full-resolution levels (a whole
+    one-pass decoder, still run once per decode) and its last features reach the per-step
+    blocks as p x p patches like x_t: in the compression study the head's full-resolution level
+    carried most of the perceptual quality (docs/results/study).
     """
 
     base_channels: int = 128
@@ -119,6 +123,7 @@ class UNetConfig:
     patch_size: int = 1
     architecture: DenoiserName = "unet"
     full_res_channels: int = 0
+    head_full_resolution: bool = False
 
 
 def level_channels(base: int, mult: tuple[int, ...], levels: int) -> list[int]:
@@ -243,6 +248,8 @@ class AutoencoderConfig:
                 f"model.decoder.patch_size={p}; the trunk architecture needs a power of two "
                 f"dividing model.downsample_factor={self.downsample_factor}"
             )
+        if d.head_full_resolution:
+            return
         head = self.baseline_decoder
         levels = self.downsample_factor.bit_length()  # log2(f) + 1
         width = level_channels(head.base_channels, head.channel_mult, levels)[p.bit_length() - 1]

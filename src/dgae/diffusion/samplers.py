@@ -27,10 +27,11 @@ Denoiser = Callable[[Tensor, Tensor], Prediction]
 Sampler = Callable[[Denoiser, Tensor, Tensor, NoisePath], Tensor]
 
 
-def check_num_steps(num_steps: object, where: str = "num_steps") -> None:
-    """A ValueError naming ``where`` unless ``num_steps`` is an integer >= 1 (None is not)."""
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise ValueError(f"{where}={num_steps!r}; expected an integer >= 1")
+def check_num_steps(num_steps: object, where: str = "num_steps", minimum: int = 1) -> None:
+    """A ValueError naming ``where`` unless ``num_steps`` is an integer >= ``minimum`` (None is
+    not)."""
+    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < minimum:
+        raise ValueError(f"{where}={num_steps!r}; expected an integer >= {minimum}")
 
 
 def sampling_times(
@@ -110,9 +111,10 @@ SAMPLERS: dict[str, Sampler] = {"euler": euler, "heun": heun, "ddim": ddim}
 
 
 def network_evaluations(sampler: str, num_steps: int) -> int:
-    """Denoiser calls (NFE) ``sample`` makes for ``num_steps`` steps of ``sampler``."""
+    """Denoiser calls (NFE) ``sample`` makes for ``num_steps`` steps of ``sampler`` (0 for 0:
+    a decode by the prior head alone)."""
     check_choice("diffusion.sampler", sampler, SamplerName)
-    return 2 * num_steps - 1 if sampler == "heun" else num_steps
+    return 2 * num_steps - 1 if sampler == "heun" and num_steps else num_steps
 
 
 def sample(

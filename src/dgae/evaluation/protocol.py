@@ -53,12 +53,13 @@ class EvalSettings:
 
 
 def parse_steps(text: str) -> tuple[int, ...]:
-    """'1,2,4' -> (1, 2, 4); zero, negatives and non-numbers are errors naming the value."""
+    """'0,1,2,4' -> (0, 1, 2, 4) (0: the prior head's image alone); negatives and non-numbers
+    are errors naming the value."""
     steps = []
     for part in str(text).split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise ValueError(f"--steps: {part!r} is not an NFE; expected integers >= 1 like 1,2,4")
+        if not part.isdigit():
+            raise ValueError(f"--steps: {part!r} is not an NFE; expected integers >= 0 like 1,2,4")
         steps.append(int(part))
     return tuple(dict.fromkeys(steps))
 

@@ -57,7 +57,7 @@ def plot_quality_vs_nfe(evals: list[dict], out: Path) -> None:
                     ax.axhline(pts[0][1], ls="--", lw=1.2, **style)
                 else:
                     ax.plot(*zip(*pts, strict=True), marker="o", **style)
-            ax.set_xscale("log")
+            ax.set_xscale("symlog", linthresh=1)  # log from 1 NFE on; 0 (head alone) fits
             ax.set_xticks(nfes, [str(n) for n in nfes])
             ax.minorticks_off()
 

@@ -56,10 +56,11 @@ ARMS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),  # fmt: skip
     # the trunk decoder (dgae/trunk.py, the fast option): the head's features shared with
     # a light per-step network of 2 residual blocks at 1/2 resolution; 3 blocks; 2 blocks
-    # wrapped in a narrow full-resolution level
+    # wrapped in a narrow full-resolution level; the head kept whole (its full-resolution level)
     "dgae-trunk": ("dgae-trunk", ()),
     "dgae-trunk3": ("dgae-trunk", ("model.decoder.num_res_blocks=3",)),
     "dgae-trunk-full": ("dgae-trunk", ("model.decoder.full_res_channels=16",)),
+    "dgae-trunk-wholehead": ("dgae-trunk", ("model.decoder.head_full_resolution=true",)),
 }
 
 
