@@ -16,9 +16,11 @@ def panels(
     xlabel: str,
     panel_size: tuple[float, float] = (4.3, 3.6),
     legend_size: float | None = None,
+    legend_outside: bool = False,
 ) -> Iterator[list[Any]]:
     """Yield one matplotlib axis per title; on exit label them, add the first panel's legend
-    and save the figure to ``path`` (the figure is closed either way)."""
+    (``legend_outside``: right of the last panel, for many lines) and save the figure to
+    ``path`` (the figure is closed either way)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,8 +36,11 @@ def panels(
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
         if axes[0].get_legend_handles_labels()[0]:
-            axes[0].legend(fontsize=legend_size)
+            where = dict(loc="center left", bbox_to_anchor=(1.02, 0.5)) if legend_outside else {}
+            (axes[-1] if legend_outside else axes[0]).legend(
+                *axes[0].get_legend_handles_labels(), fontsize=legend_size, **where
+            )
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100, bbox_inches="tight" if legend_outside else None)
     finally:
         plt.close(fig)

@@ -63,7 +63,8 @@ FEW_STEP_DIFFUSION = dict(prediction="x0", uniform_fraction=0.3, num_steps=2)
 DGAE_PRIOR_HEAD = True
 # The decoder architecture of the ``dgae-*`` presets (README, "Fast decoding"): ``unet``, the
 # paper's full U-Net. ``trunk`` decodes at 1 NFE faster than the one-pass baseline but did not
-# win the compression study (ST-LPIPS/rFID/KID worse at f4 and far worse at f8, 600 steps), so
+# win the compression study (ST-LPIPS/rFID/KID worse at f4 and far worse at f8, 600 steps; with
+# its head kept whole, ``head_full_resolution``, still behind at 0.75x the baseline's speed), so
 # it is the ``dgae-trunk-*`` option.
 DEFAULT_ARCHITECTURE = "unet"
 

@@ -111,14 +111,15 @@ def plot(results: list[dict], path: Path) -> None:
             lines.setdefault(label, []).append((r["latent_elements"], e))
     shown = (METRICS[0], METRICS[2], METRICS[3], METRICS[4])
     titles = [title for _, title, _ in shown]
-    with panels(path, titles, "latent elements per image", (4.25, 3.8), legend_size=7) as axes:
+    with panels(path, titles, "latent elements per image", (4.25, 3.8), legend_size=7,
+                legend_outside=True) as axes:  # fmt: skip
         for ax, (key, _, _) in zip(axes, shown, strict=True):
             for k, (label, pts) in enumerate(sorted(lines.items())):
                 pts = sorted((p for p in pts if p[1][key] is not None), key=lambda p: p[0])
                 ax.plot([p[0] for p in pts],
-                        [p[1][key] * (1000 if key == "kid" else 1) for p in pts], marker="o",
-                        color=f"C{k % 10}", ls="-" if "baseline" in label else "--",
-                        label=label)  # fmt: skip
+                        [p[1][key] * (1000 if key == "kid" else 1) for p in pts],
+                        marker="osD^v"[k // 10 % 5], color=f"C{k % 10}",  # distinct past 10
+                        ls="-" if "baseline" in label else "--", label=label)  # fmt: skip
             ax.set_xscale("log", base=2)
 
 
