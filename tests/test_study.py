@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dgae.config import ConfigError
-from dgae.experiments.study import Cell, StudySettings, cell_config, grid, run_study
+from dgae.experiments.study import ARMS, Cell, StudySettings, cell_config, grid, run_study
 
 
 def test_cell_names_round_trip_and_bad_names_are_errors():
@@ -26,6 +26,19 @@ def test_grid_and_width_ladder():
     ]  # fmt: skip
     with pytest.raises(ValueError, match="unknown arm"):
         grid(["vqgan"], [8], [4])
+
+
+def test_every_arm_builds_a_valid_config_at_f4_and_f8():
+    # arms are recorded experiments: each must stay a valid config of its pinned family
+    # (cell_config validates), and an arm's width overrides win over the cell's preset width
+    s = StudySettings()
+    for arm in ARMS:
+        for f, c in ((4, 2), (8, 4)):
+            m = cell_config(Cell(arm, f, c), s).model
+            assert (m.downsample_factor, m.latent_channels) == (f, c), arm
+    lite = cell_config(Cell("dgae-lite", 8, 4), s).model
+    assert (lite.decoder.base_channels, lite.baseline_decoder.base_channels) == (16, 24)
+    assert cell_config(Cell("dgae-trunk-wholehead", 8, 4), s).model.decoder.head_full_resolution
 
 
 def test_cell_config_sets_geometry_budget_and_width():
