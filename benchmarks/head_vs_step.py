@@ -42,9 +42,9 @@ def main() -> None:
             idx = list(range(start, min(start + args.batch_size, len(real))))
             with torch.no_grad():
                 z = model.encode(to_model_range(real[idx])).mean
-                outs["head image"].append(model.decoder.prior(z).clamp(-1, 1))
+                outs["head image"].append(model.decode(z, num_steps=0))
                 gens = item_generators(0, idx, "noise", z.device)
-                outs["1 NFE"].append(model.decoder.decode(z, num_steps=1, generator=gens))
+                outs["1 NFE"].append(model.decode(z, num_steps=1, generator=gens))
         for name, parts in outs.items():
             rec = to_uint8(torch.cat(parts))
             with torch.no_grad():

@@ -30,7 +30,7 @@ def test_grid_and_width_ladder():
 
 def test_every_arm_builds_a_valid_config_at_f4_and_f8():
     # arms are recorded experiments: each must stay a valid config of its pinned family
-    # (cell_config validates), and an arm's width overrides win over the cell's preset width
+    # (cell_config validates), and an arm's own overrides (widths, options) reach the config
     s = StudySettings()
     for arm in ARMS:
         for f, c in ((4, 2), (8, 4)):

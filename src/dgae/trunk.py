@@ -79,8 +79,11 @@ class TrunkDenoiser(nn.Module):
         self.inject = bool(cond)
         self.gradient_checkpointing = False
 
-    def _block(self, block: ResBlock, h: Tensor, emb: Tensor, z: Tensor) -> Tensor:
-        cond = resize_map(z, tuple(h.shape[-2:])) if self.inject else None
+    def _cond(self, z: Tensor, h: Tensor) -> Tensor | None:
+        """z resized to the map h (B, C, h', w') for the blocks at that resolution, or None."""
+        return resize_map(z, tuple(h.shape[-2:])) if self.inject else None
+
+    def _block(self, block: ResBlock, h: Tensor, emb: Tensor, cond: Tensor | None) -> Tensor:
         return checkpointed(block, h, emb, cond, enabled=self.gradient_checkpointing)
 
     def forward(self, x_t: Tensor, t: Tensor, z: Tensor, context: Tensor) -> Tensor:
@@ -88,12 +91,14 @@ class TrunkDenoiser(nn.Module):
         z = z.to(x_t.dtype)
         inputs = torch.cat([x_t, context.to(x_t.dtype)], dim=1)  # (B, 3 + C_ctx, H, W)
         h = self.conv_in(F.pixel_unshuffle(inputs, self.patch))  # (B, width, H/p, W/p)
+        cond = self._cond(z, h)  # once per resolution, not per block
         for block in self.blocks:
-            h = self._block(block, h, emb, z)
+            h = self._block(block, h, emb, cond)
         out = self.conv_out(F.silu(self.norm_out(h)))  # (B, (T or 3) p^2, H/p, W/p)
         out = F.pixel_shuffle(out, self.patch)  # (B, T or 3, H, W)
         if self.full is None:
             return out
-        skip = self._block(self.full["down"], self.full["stem"](inputs), emb, z)  # (B, T, H, W)
-        out = self._block(self.full["up"], torch.cat([out, skip], dim=1), emb, z)
+        cond = self._cond(z, out)
+        skip = self._block(self.full["down"], self.full["stem"](inputs), emb, cond)  # (B, T, H, W)
+        out = self._block(self.full["up"], torch.cat([out, skip], dim=1), emb, cond)
         return self.full["out"](F.silu(self.full["norm"](out)))  # (B, 3, H, W)

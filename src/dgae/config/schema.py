@@ -107,8 +107,8 @@ class UNetConfig:
     ``full_res_channels`` T > 0 wraps them in a full-resolution level of width T.
     ``head_full_resolution``: the trunk's head keeps its full-resolution levels (a whole
     one-pass decoder, still run once per decode) and its last features reach the per-step
-    blocks as p x p patches like x_t: in the compression study the head's full-resolution level
-    carried most of the perceptual quality (docs/results/study).
+    blocks as p x p patches like x_t (study arm ``dgae-trunk-wholehead``: better than the
+    patched head at f8, not at f4; docs/benchmarks.md, "the head alone").
     """
 
     base_channels: int = 128
